@@ -1,0 +1,1 @@
+"""Board description files (shipped as package data)."""

@@ -1,0 +1,26 @@
+"""Options shared by several commands."""
+import click
+
+from ..errors import Cnn2GateError
+
+
+def _parse_shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(v) for v in value.lower().replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected C,H,W (for example 3,224,224), got {value!r}") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise click.BadParameter(f"dimensions must be positive integers, got {value!r}")
+    return dims
+
+
+model_argument = click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+
+input_shape_option = click.option(
+    "--input-shape", callback=_parse_shape, default=None, metavar="C,H,W",
+    help="Input shape (without batch) for models whose input has symbolic dimensions.",
+)
+
+__all__ = ["Cnn2GateError", "model_argument", "input_shape_option"]

@@ -1,0 +1,1 @@
+"""cnn2gate.sim"""
