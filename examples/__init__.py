@@ -1,0 +1,1 @@
+"""Example networks and data for cnn2gate (not part of the installed package)."""

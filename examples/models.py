@@ -1,0 +1,520 @@
+"""Reference CNNs with random (seeded) weights, exported to ONNX on demand.
+
+Every builder takes ``width`` (channel multiplier) and ``input_size`` (square
+spatial size); the defaults give the published full-size network. Small values
+give CI-sized variants with the same layer structure (see ``SMALL``).
+
+    from examples import models
+    path = models.export("vgg16", **models.SMALL["vgg16"])     # cached ONNX file
+    net = models.MODELS["resnet18"](width=0.25, input_size=32)  # torch module
+
+Command line: ``python examples/models.py NAME [--width W] [--input-size S]
+[--exporter legacy|dynamo] [--keep-bn]`` prints the path of the ONNX file.
+
+Notes on the exported graphs:
+* Both exporters fold BatchNormalization into the preceding Conv by default;
+  ``keep_bn=True`` keeps BatchNormalization nodes in the graph (legacy:
+  ``training=PRESERVE``; dynamo: ``optimize=False`` followed by constant
+  folding only). BN running statistics and affine parameters are randomized
+  either way, so folding is never an identity.
+* AlexNet's local response normalization is exported as a single ONNX ``LRN``
+  node by both exporters (torch's own LocalResponseNorm would decompose into a
+  dozen Pad/AveragePool/Pow ops).
+* ``keras_lenet`` is built with Keras 3 (torch backend) in a subprocess and
+  exported by Keras itself: NHWC input ``(batch, S, S, 1)`` with a dynamic batch,
+  Transpose/Cast/Shape ops and MatMul+Add in place of Gemm.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+DEFAULT_CACHE_DIR = EXAMPLES_DIR / "cache"
+EXPORTERS = ("legacy", "dynamo")
+# Bump when a builder changes so stale cached exports are not reused.
+CACHE_VERSION = 2
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def scaled(channels: int, width: float, multiple: int = 1) -> int:
+    """``channels * width`` rounded to a multiple of ``multiple`` (at least ``multiple``)."""
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    return max(multiple, int(round(channels * width / multiple)) * multiple)
+
+
+def _out_size(size: int, kernel: int, stride: int = 1, pad: int = 0) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _randomize(model: nn.Module, seed: int) -> nn.Module:
+    """Seeded random weights with a sensible scale, non-zero biases and random BN statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+                if m.bias is not None:
+                    m.bias.uniform_(-0.1, 0.1, generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0.0, 0.1, generator=gen)
+                m.running_mean.normal_(0.0, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+    return model.eval()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------
+# LRN as a custom op, so that both exporters emit one ONNX LRN node
+
+_OP_NS = "cnn2gate_examples"
+
+
+def _lrn_reference(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    return F.local_response_norm(x, size, alpha, beta, k)
+
+
+def _define_lrn_op():
+    try:
+        return getattr(getattr(torch.ops, _OP_NS), "lrn")  # already defined (module imported twice)
+    except (AttributeError, RuntimeError):
+        pass
+    op = torch.library.custom_op(f"{_OP_NS}::lrn", mutates_args=())(_lrn_reference)
+    op.register_fake(lambda x, size, alpha, beta, k: torch.empty_like(x))
+
+    def legacy_symbolic(g, x, size, alpha, beta, k):
+        from torch.onnx.symbolic_helper import _get_const
+
+        return g.op("LRN", x, size_i=_get_const(size, "i", "size"), alpha_f=_get_const(alpha, "f", "alpha"),
+                    beta_f=_get_const(beta, "f", "beta"), bias_f=_get_const(k, "f", "k"))
+
+    torch.onnx.register_custom_op_symbolic(f"{_OP_NS}::lrn", legacy_symbolic, 9)
+    return getattr(getattr(torch.ops, _OP_NS), "lrn")
+
+
+_lrn_op = _define_lrn_op()
+
+
+def _dynamo_translations() -> dict:
+    from onnxscript import opset18 as op
+
+    def lrn(x, size: int, alpha: float, beta: float, k: float):
+        return op.LRN(x, size=size, alpha=alpha, beta=beta, bias=k)
+
+    return {_lrn_op.default: lrn}
+
+
+class LRN(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` (same parameters and maths) that exports as ONNX ``LRN``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _lrn_op(x, self.size, self.alpha, self.beta, self.k)
+
+
+# ---------------------------------------------------------------------------
+# builders
+
+
+def lenet5(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """LeNet-5, modern form (ReLU, max pooling): 1xSxS -> 10; 61,706 params at 32x32."""
+    s = input_size or 32
+    c1, c2, f1, f2 = (scaled(c, width) for c in (6, 16, 120, 84))
+    side = _out_size(_out_size(_out_size(_out_size(s, 5), 2, 2), 5), 2, 2)
+    if side < 1:
+        raise ValueError(f"lenet5: input_size {s} too small")
+    model = nn.Sequential(
+        nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * side * side, f1), nn.ReLU(),
+        nn.Linear(f1, f2), nn.ReLU(),
+        nn.Linear(f2, 10),
+    )
+    return _randomize(model, seed)
+
+
+def alexnet(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """Caffe (BVLC) AlexNet: 3x227x227 -> 1000, grouped conv2/4/5, LRN, 60.97 M params."""
+    s = input_size or 227
+    c1, c2, c3, c4, c5 = (scaled(c, width, 2) for c in (96, 256, 384, 384, 256))
+    fc = scaled(4096, width)
+    side = _out_size(s, 11, 4)
+    for _ in range(3):
+        side = _out_size(side, 3, 2)
+    if side < 1:
+        raise ValueError(f"alexnet: input_size {s} too small")
+    features = nn.Sequential(
+        nn.Conv2d(3, c1, 11, stride=4), nn.ReLU(), LRN(5, 1e-4, 0.75, 1.0), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c1, c2, 5, padding=2, groups=2), nn.ReLU(), LRN(5, 1e-4, 0.75, 1.0), nn.MaxPool2d(3, 2),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c3, c4, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Conv2d(c4, c5, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+    )
+    classifier = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(c5 * side * side, fc), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(fc, fc), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(fc, 1000),
+    )
+    return _randomize(nn.Sequential(features, classifier), seed)
+
+
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg16(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """VGG-16 (configuration D, no BN): 3x224x224 -> 1000, 138.36 M params."""
+    s = input_size or 224
+    layers: list[nn.Module] = []
+    cin, side = 3, s
+    for v in _VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+            side //= 2
+        else:
+            cout = scaled(v, width)
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+            cin = cout
+    if side < 1:
+        raise ValueError(f"vgg16: input_size {s} too small (needs >= 32)")
+    fc = scaled(4096, width)
+    layers += [
+        nn.Flatten(),
+        nn.Linear(cin * side * side, fc), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(fc, fc), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(fc, 1000),
+    ]
+    return _randomize(nn.Sequential(*layers), seed)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + identity)
+
+
+class ResNet18(nn.Module):
+    def __init__(self, width: float, input_size: int):
+        super().__init__()
+        c0 = scaled(64, width)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c0, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(c0), nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        blocks, cin = [], c0
+        for i, c in enumerate((64, 128, 256, 512)):
+            cout = scaled(c, width)
+            stride = 1 if i == 0 else 2
+            blocks += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.layers(self.stem(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def resnet18(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """ResNet-18 (BasicBlock, BN, 1x1 downsample convs, global average pool): 3x224x224 -> 1000, 11.69 M params."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"resnet18: input_size {s} too small (needs >= 32)")
+    return _randomize(ResNet18(width, s), seed)
+
+
+def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU6()]
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += _conv_bn_relu6(cin, hidden, 1)
+        layers += _conv_bn_relu6(hidden, hidden, 3, stride=stride, groups=hidden)  # depthwise
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]  # linear bottleneck
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+# (expansion t, channels c, repeats n, first stride s)
+_MBV2_CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, width: float):
+        super().__init__()
+        cin = scaled(32, width, 8)
+        layers = _conv_bn_relu6(3, cin, 3, stride=2)
+        for t, c, n, s in _MBV2_CFG:
+            cout = scaled(c, width, 8)
+            for i in range(n):
+                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        last = scaled(1280, width, 8)
+        layers += _conv_bn_relu6(cin, last, 1)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def mobilenetv2(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """MobileNetV2 1.0 (inverted residuals, depthwise 3x3, ReLU6, BN): 3x224x224 -> 1000, 3.50 M params.
+
+    Channel counts are rounded to multiples of 8 as in the reference implementation."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"mobilenetv2: input_size {s} too small (needs >= 32)")
+    return _randomize(MobileNetV2(width), seed)
+
+
+# ---------------------------------------------------------------------------
+# Keras LeNet (built and exported in a subprocess with KERAS_BACKEND=torch)
+
+
+def keras_lenet(width: float = 1.0, input_size: int | None = None, seed: int = 0):
+    """Keras 3 LeNet (Conv2D/MaxPooling2D/Flatten/Dense, NHWC input 1xSxSx1 -> 10).
+
+    Needs Keras with the torch backend: call it only in a process where
+    ``KERAS_BACKEND=torch`` was set before keras was first imported."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    if keras.backend.backend() != "torch":
+        raise RuntimeError(f"keras_lenet needs KERAS_BACKEND=torch, keras uses {keras.backend.backend()!r}")
+    s = input_size or 32
+    c1, c2, f1, f2 = (scaled(c, width) for c in (6, 16, 120, 84))
+    if _out_size(_out_size(_out_size(_out_size(s, 5), 2, 2), 5), 2, 2) < 1:
+        raise ValueError(f"keras_lenet: input_size {s} too small")
+    keras.utils.set_random_seed(seed)
+    bias = keras.initializers.RandomUniform(-0.1, 0.1, seed=seed)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((s, s, 1), name="input"),
+        layers.Conv2D(c1, 5, activation="relu", bias_initializer=bias),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(c2, 5, activation="relu", bias_initializer=bias),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(f1, activation="relu", bias_initializer=bias),
+        layers.Dense(f2, activation="relu", bias_initializer=bias),
+        layers.Dense(10, bias_initializer=bias),
+    ], name="keras_lenet")
+    return model
+
+
+def _export_keras_here(path: str, width: float, input_size: int | None) -> None:
+    """Runs inside the Keras subprocess: build, call once, export, name the output "output"."""
+    import numpy as np
+    import onnx
+
+    model = keras_lenet(width, input_size)
+    s = input_size or 32
+    model(np.zeros((1, s, s, 1), dtype="float32"))  # keras exports only models that were called
+    model.export(path, format="onnx", verbose=False)
+    graph_model = onnx.load(path)
+    old = graph_model.graph.output[0].name
+    for node in graph_model.graph.node:
+        node.output[:] = ["output" if o == old else o for o in node.output]
+    graph_model.graph.output[0].name = "output"
+    onnx.save(graph_model, path)
+
+
+def _export_keras(path: Path, width: float, input_size: int | None) -> None:
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    code = (
+        f"import sys; sys.path.insert(0, {str(EXAMPLES_DIR)!r}); import models;"
+        f"models._export_keras_here({str(path)!r}, {width!r}, {input_size!r})"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or path.stat().st_size == 0:
+        raise RuntimeError(f"keras export failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+# ---------------------------------------------------------------------------
+# registry
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered network: call it like its builder, ``MODELS[name](width=..., input_size=...)``."""
+
+    build: Callable
+    in_channels: int
+    default_input_size: int
+    num_classes: int
+    framework: str = "torch"  # "torch" or "keras"
+    layout: str = "NCHW"  # layout of the ONNX input
+
+    def __call__(self, width: float = 1.0, input_size: int | None = None, seed: int = 0):
+        return self.build(width=width, input_size=input_size, seed=seed)
+
+    def input_shape(self, input_size: int | None = None) -> tuple[int, int, int, int]:
+        s = input_size or self.default_input_size
+        return (1, s, s, self.in_channels) if self.layout == "NHWC" else (1, self.in_channels, s, s)
+
+
+MODELS: dict[str, ModelInfo] = {
+    "lenet5": ModelInfo(lenet5, 1, 32, 10),
+    "alexnet": ModelInfo(alexnet, 3, 227, 1000),
+    "vgg16": ModelInfo(vgg16, 3, 224, 1000),
+    "resnet18": ModelInfo(resnet18, 3, 224, 1000),
+    "mobilenetv2": ModelInfo(mobilenetv2, 3, 224, 1000),
+    "keras_lenet": ModelInfo(keras_lenet, 1, 32, 10, framework="keras", layout="NHWC"),
+}
+
+# CI-sized variants: same layer structure, tiny channel counts and inputs.
+SMALL: dict[str, dict] = {
+    "lenet5": dict(width=1.0, input_size=32),
+    "alexnet": dict(width=0.125, input_size=99),  # 99 -> 23 -> 11 -> 5 -> 2: every pool window fits exactly
+    "vgg16": dict(width=0.125, input_size=32),
+    "resnet18": dict(width=0.25, input_size=32),
+    "mobilenetv2": dict(width=0.25, input_size=32),
+    "keras_lenet": dict(width=1.0, input_size=32),
+}
+
+
+# ---------------------------------------------------------------------------
+# export
+
+
+def cache_name(name: str, width: float = 1.0, input_size: int | None = None, exporter: str = "legacy",
+               keep_bn: bool = False) -> str:
+    info = MODELS[name]
+    s = input_size or info.default_input_size
+    if info.framework == "keras":
+        exporter, keep_bn = "keras", False
+    return f"{name}-w{width:g}-s{s}-{exporter}{'-bn' if keep_bn else ''}-v{CACHE_VERSION}.onnx"
+
+
+def _export_torch(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, keep_bn: bool) -> None:
+    # The dynamo exporter logs a warning per missing torchvision op; irrelevant here.
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    registration_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "legacy":
+                extra = dict(training=torch.onnx.TrainingMode.PRESERVE) if keep_bn else {}
+                torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=13,
+                                  input_names=["input"], output_names=["output"], **extra)
+            else:
+                torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=False,
+                                  input_names=["input"], output_names=["output"], optimize=not keep_bn,
+                                  custom_translation_table=_dynamo_translations(), verbose=False)
+                if keep_bn:
+                    _fold_constants(path)
+    finally:
+        registration_log.setLevel(level)
+
+def _fold_constants(path: Path) -> None:
+    """Constant folding only (the full dynamo optimizer would also fold BN into the Conv)."""
+    import onnx
+    import onnx_ir as ir
+    import onnxscript.optimizer
+
+    model = ir.serde.deserialize_model(onnx.load(str(path)))
+    onnxscript.optimizer.fold_constants(model)
+    onnxscript.optimizer.remove_unused_nodes(model)
+    onnx.save(ir.serde.serialize_model(model), str(path))
+
+
+def export(name: str, *, width: float = 1.0, input_size: int | None = None, exporter: str = "legacy",
+           cache_dir: str | Path | None = None, keep_bn: bool = False) -> Path:
+    """Export ``MODELS[name]`` to ONNX (input "input", batch 1, output "output") and return the path.
+
+    The file is cached under ``cache_dir`` (default ``examples/cache/``) by its parameters and reused.
+    It is written to a temporary file and renamed, so concurrent callers never see a partial file.
+    ``keras_lenet`` is always exported by Keras (``exporter`` must stay "legacy"; ``keep_bn`` is moot)."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    info = MODELS[name]
+    if info.framework == "keras" and exporter != "legacy":
+        raise ValueError("keras_lenet is exported by Keras itself; only exporter='legacy' is accepted")
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / cache_name(name, width, input_size, exporter, keep_bn)
+    if path.exists():
+        return path
+    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=f".{path.stem}-", suffix=".onnx.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if info.framework == "keras":
+            _export_keras(tmp, width, input_size)
+        else:
+            model = info(width=width, input_size=input_size)
+            x = torch.randn(info.input_shape(input_size), generator=torch.Generator().manual_seed(0))
+            _export_torch(model, x, tmp, exporter, keep_bn)
+        tmp.chmod(0o644)  # mkstemp creates the file owner-only
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a reference CNN to ONNX and print its path.")
+    parser.add_argument("name", choices=sorted(MODELS))
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--exporter", choices=EXPORTERS, default="legacy")
+    parser.add_argument("--keep-bn", action="store_true", help="keep BatchNormalization nodes in the graph")
+    parser.add_argument("--small", action="store_true", help="use the CI-sized variant from SMALL")
+    parser.add_argument("--cache-dir", default=None)
+    args = parser.parse_args(argv)
+    params = dict(SMALL[args.name]) if args.small else dict(width=args.width, input_size=args.input_size)
+    print(export(args.name, exporter=args.exporter, cache_dir=args.cache_dir, keep_bn=args.keep_bn, **params))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
