@@ -1,0 +1,124 @@
+"""`estimate()`: latency and resources of one (graph, board, config, formats) point."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..ir.layers import Graph
+from .arch import GENERATED, Arch
+from .boards import Board, load_board
+from .config import HwConfig, check_config, default_config, load_config
+from .geometry import prepare
+from .latency import DRAM_EFFICIENCY, LayerCost, layer_costs
+from .resources import Resources, estimate_resources
+from .widths import DataWidths, widths_from_formats
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    name: str
+    kind: str
+    cycles: float
+    compute_cycles: float  # cycles the multipliers / arithmetic units are busy
+    ms: float
+    bound: str
+    ops: int
+    bytes: int
+    intensity: float  # ops per byte of external-memory traffic
+    gops: float  # this layer's ops over its time
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "cycles": round(self.cycles),
+                "compute_cycles": round(self.compute_cycles), "ms": round(self.ms, 6),
+                "bound": self.bound, "ops": self.ops, "bytes": self.bytes,
+                "intensity": None if self.intensity == float("inf") else round(self.intensity, 3),
+                "gops": round(self.gops, 3)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    board: Board
+    config: HwConfig
+    widths: DataWidths
+    fmax_mhz: float
+    layers: tuple[LayerEstimate, ...]
+    total_ms: float
+    gops: float  # 2 x conv/dense MACs per image over total_ms
+    resources: Resources
+    margin: float
+    arch: str = "generated"
+
+    @property
+    def fits(self) -> bool:
+        return self.resources.fits(self.margin)
+
+    @property
+    def total_cycles(self) -> float:
+        return sum(layer.cycles for layer in self.layers)
+
+    @property
+    def peak_gops(self) -> float:
+        """Compute roof of this configuration: 2 ops per multiplier per cycle."""
+        return 2.0 * self.config.vec_size * self.config.lane_num * self.fmax_mhz / 1e3
+
+    @property
+    def bandwidth_gbs(self) -> float:
+        """Memory roof: the board's bandwidth at the model's sustained efficiency."""
+        return self.board.mem_bandwidth_gbs * DRAM_EFFICIENCY
+
+    def to_dict(self) -> dict:
+        return {
+            "board": self.board.name,
+            "arch": self.arch,
+            "config": self.config.to_dict(),
+            "fmax_mhz": self.fmax_mhz,
+            "widths": {"w_bits": self.widths.w_bits, "a_bits": self.widths.a_bits},
+            "batch": {"conv": 1, "fc": self.config.fc_batch,
+                      "note": "per image; dense layers amortise one weight pass over fc_batch images"},
+            "layers": [layer.to_dict() for layer in self.layers],
+            "total_ms": round(self.total_ms, 6),
+            "gops": round(self.gops, 3),
+            "roofline": {"peak_gops": round(self.peak_gops, 3), "bandwidth_gbs": round(self.bandwidth_gbs, 3)},
+            "resources": self.resources.to_dict(),
+            "margin": self.margin,
+            "fits": self.fits,
+        }
+
+
+def _layer(cost: LayerCost, fmax_mhz: float) -> LayerEstimate:
+    ms = cost.cycles / (fmax_mhz * 1e3)
+    gops = cost.ops / (ms * 1e6) if ms > 0 else 0.0
+    return LayerEstimate(cost.name, cost.kind, cost.cycles, cost.compute_cycles, ms, cost.bound, cost.ops,
+                         cost.bytes, cost.intensity, gops)
+
+
+def estimate(graph: Graph, board: Board | str = "a10", config: HwConfig | dict | str | None = None,
+             formats: Any = None, *, margin: float = 0.0, check: bool = True,
+             arch: Arch = GENERATED) -> Estimate:
+    """Latency and resources of `graph` on `board` with hardware `config`.
+
+    config None takes the board defaults (vec_size lowered to a legal value for the
+    graph); a dict or JSON path is read with `load_config`. `formats` gives the data
+    widths (default 8-bit). `margin` is the fraction of each resource kept free for
+    `fits`. `arch` selects the modelled accelerator (the generated one; PIPECNN for
+    validation against published PipeCNN designs). Raises ConfigError for a config
+    the graph cannot use.
+    """
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    board = load_board(board)
+    if config is None:
+        config = default_config(graph, board)
+    elif not isinstance(config, HwConfig):
+        config = load_config(config, board)
+    if check:
+        check_config(graph, config)
+    geom = prepare(graph)
+    widths = widths_from_formats(formats)
+    fmax = float(config.fmax_mhz or board.fmax_mhz)
+    costs = layer_costs(geom, config, widths, board.mem_bandwidth_gbs, fmax, arch)
+    layers = tuple(_layer(c, fmax) for c in costs)
+    total_ms = sum(layer.ms for layer in layers)
+    gops = 2.0 * geom.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
+    resources = estimate_resources(geom, config, widths, board, arch)
+    return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name)

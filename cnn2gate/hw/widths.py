@@ -1,0 +1,76 @@
+"""Data widths of the synthesised datapath, taken from a formats object.
+
+The generated kernels have one datapath type `data_t` for all tensors
+(docs/architecture.md): `char` when the input, every weight and every activation
+format is at most 8 bits, else `short`. Multipliers are data_t x data_t and every
+tensor in external memory takes sizeof(data_t) bytes per element.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import FormatsError
+
+DEFAULT_BITS = 8
+
+
+@dataclass(frozen=True)
+class DataWidths:
+    w_bits: int = DEFAULT_BITS
+    a_bits: int = DEFAULT_BITS
+
+    def __post_init__(self) -> None:
+        if max(self.w_bits, self.a_bits) > 16:
+            raise FormatsError(f"formats: {max(self.w_bits, self.a_bits)}-bit data is wider than the 16-bit datapath")
+
+    @property
+    def data_bytes(self) -> int:
+        """sizeof(data_t)."""
+        return 1 if max(self.w_bits, self.a_bits) <= 8 else 2
+
+    @property
+    def mult_bits(self) -> int:
+        """Operand width of the data_t x data_t multipliers."""
+        return 8 * self.data_bytes
+
+
+def _bits(entry: Any, attr: str, flat: str) -> int | None:
+    """`entry.<attr>.bits` (formats object) or `entry[flat]` (formats JSON dict)."""
+    if isinstance(entry, Mapping):
+        value = entry.get(flat)
+    else:
+        sub = getattr(entry, attr, None)
+        value = getattr(sub, "bits", None) if sub is not None else None
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
+        raise FormatsError(f"formats: {flat}={value!r} is not a bit width in 1..32")
+    return value
+
+
+def widths_from_formats(formats: Any | None) -> DataWidths:
+    """Datapath widths from a formats object (`.input.bits`, `.layers[n].weight.bits`,
+    `.layers[n].out.bits`), a formats JSON dict, or a bare {layer: {"w_bits", "a_bits"}}
+    mapping; None means 8-bit everywhere."""
+    if formats is None:
+        return DataWidths()
+    if isinstance(formats, DataWidths):
+        return formats
+    if isinstance(formats, Mapping) and "layers" not in formats and "input" not in formats:
+        layers, in_bits = formats, None  # the explorer's {layer: {"w_bits", "a_bits"}}
+    elif isinstance(formats, Mapping):
+        layers = formats.get("layers")
+        inp = formats.get("input", {})
+        in_bits = inp.get("bits") if isinstance(inp, Mapping) else None
+    else:
+        layers = getattr(formats, "layers", None)
+        inp = getattr(formats, "input", None)
+        in_bits = getattr(inp, "bits", None)
+    if not isinstance(layers, Mapping) or not layers:
+        raise FormatsError("formats: no per-layer formats found")
+    w = [b for e in layers.values() if (b := _bits(e, "weight", "w_bits")) is not None]
+    a = [b for e in layers.values() if (b := _bits(e, "out", "a_bits")) is not None]
+    if in_bits is not None:
+        a.append(int(in_bits))
+    return DataWidths(max(w, default=DEFAULT_BITS), max(a, default=DEFAULT_BITS))
