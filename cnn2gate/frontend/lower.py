@@ -1,0 +1,332 @@
+"""Lowering: the rewritten graph → IR layers, with every unsupported node collected.
+
+Each handler turns one node into one IR layer (or an alias for shape-only ops
+such as Flatten) or raises `Unsupported` with a reason; lowering carries on past
+failures (using ONNX's inferred shapes) so that a single error can list them all.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ir.layers import GRAPH_INPUT, LRN, Add, Concat, Conv, Dense, Graph, Layer, Pool
+from .names import NameAllocator, sanitize
+from .passes.activations import activation_of
+from .passes.affine import is_affine
+from .passes.base import const_of
+from .passes.canonical import is_dense
+from .passes.layout import flatten_to_2d, perm_of
+from .wgraph import INTERNAL, Node, WGraph
+
+#: ONNX ops the front end accepts, with what they become (the table in docs/frontend.md).
+SUPPORTED_OPS = sorted({
+    "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "MaxPool", "AveragePool",
+    "GlobalAveragePool", "ReduceMean", "LRN", "Add", "Sum", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape",
+    "Squeeze", "Transpose", "Pad", "Softmax", "Dropout", "Identity", "Cast", "Constant", "Shape", "Gather",
+    "Unsqueeze", "Slice", "ConstantOfShape", "Range",
+})
+
+
+class Unsupported(Exception):
+    """A node the IR cannot represent; the reason ends up in the ModelError."""
+
+
+class _Upstream(Exception):
+    """An input comes from a node that already failed: do not report this node too."""
+
+
+class Lowering:
+    def __init__(self, g: WGraph):
+        self.g = g
+        self.names = NameAllocator(reserved=[GRAPH_INPUT])
+        self.layers: list[Layer] = []
+        self.errors: list[tuple[Node, str]] = []
+        self.src: dict[str, tuple[str | None, tuple | None]] = {}
+        self.softmax = False
+
+    # -- helpers -----------------------------------------------------------
+    def input_of(self, n: Node, i: int = 0) -> tuple[str, tuple]:
+        t = n.inputs[i]
+        if t in self.g.consts:
+            raise Unsupported(f"input {i} is a constant where a feature map is expected")
+        if t not in self.src:
+            raise Unsupported(f"input {t!r} is produced by no node")
+        layer, shape = self.src[t]
+        if layer is None or shape is None:
+            raise _Upstream()
+        return layer, shape
+
+    def common(self, n: Node, kind: str) -> dict:
+        name = self.names.take(n.name, f"{kind}{len(self.layers)}")
+        return dict(name=name, act=n.act, alpha=n.alpha, source=" + ".join(s for s in n.sources if s))
+
+    def add(self, n: Node, layer: Layer, squeezed: bool = False) -> None:
+        ir = tuple(layer.infer_shape())
+        onnx_shape = self.g.shape(n.outputs[0])
+        if onnx_shape is not None:
+            want = tuple(onnx_shape[1:])
+            same = want == ir or (squeezed and math.prod(want) == math.prod(ir))
+            if not same:
+                raise Unsupported(f"IR shape {ir} differs from ONNX's {want} (semantics not representable)")
+        layer.out_shape = ir
+        self.layers.append(layer)
+        self.src[n.outputs[0]] = (layer.name, ir)
+
+    def alias(self, n: Node, i: int = 0) -> None:
+        self.src[n.outputs[0]] = self.input_of(n, i)
+
+    # -- handlers ----------------------------------------------------------
+    def conv(self, n: Node) -> None:
+        x, shape = self.input_of(n)
+        w = const_of(self.g, n, 1)
+        if w is None or w.ndim != 4:
+            raise Unsupported("only 2-D convolution with constant weights is supported")
+        if len(shape) != 3:
+            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
+        b = const_of(self.g, n, 2)
+        if len(n.inputs) > 2 and n.inputs[2] and b is None:
+            raise Unsupported("bias must be constant")
+        if "auto_pad" in n.attrs and n.attrs["auto_pad"] != "NOTSET":
+            raise Unsupported(f"auto_pad={n.attrs['auto_pad']} with unknown input size")
+        groups = int(n.attrs.get("group", 1))
+        if w.shape[1] * groups != shape[0] or w.shape[0] % groups:
+            raise Unsupported(f"weight {w.shape} with group={groups} does not fit {shape[0]} input channels")
+        pads = [int(v) for v in n.attrs.get("pads", [0, 0, 0, 0])]
+        layer = Conv(**self.common(n, "conv"), inputs=[x], in_shapes=[shape], out_shape=(),
+                     weight=w.astype(np.float32), bias=(np.zeros(w.shape[0]) if b is None else b).astype(np.float32).reshape(-1),
+                     stride=tuple(int(v) for v in n.attrs.get("strides", [1, 1])), pads=tuple(pads),
+                     dilation=tuple(int(v) for v in n.attrs.get("dilations", [1, 1])), groups=groups)
+        self.add(n, layer)
+
+    def affine(self, n: Node) -> None:
+        x, shape = self.input_of(n)
+        if len(shape) != 3:
+            raise Unsupported("a per-channel scale/shift on a vector must follow a Conv or dense layer (nothing to fold it into)")
+        c = shape[0]
+        scale, shift = n.attrs["scale"], n.attrs["shift"]
+        layer = Conv(**self.common(n, "scale"), inputs=[x], in_shapes=[shape], out_shape=(),
+                     weight=scale.astype(np.float32).reshape(c, 1, 1, 1), bias=shift.astype(np.float32), groups=c)
+        self.add(n, layer)
+
+    def dense(self, n: Node) -> None:
+        if not is_dense(self.g, n):
+            raise Unsupported("only A·Bᵀ with a constant B (weights) and constant C (bias) is supported")
+        x, shape = self.input_of(n)
+        w, b = const_of(self.g, n, 1), const_of(self.g, n, 2)
+        if math.prod(shape) != w.shape[1]:
+            raise Unsupported(f"weights take {w.shape[1]} inputs but the input has {math.prod(shape)}")
+        layer = Dense(**self.common(n, "dense"), inputs=[x], in_shapes=[shape], out_shape=(),
+                      weight=w.astype(np.float32), bias=b.astype(np.float32))
+        self.add(n, layer)
+
+    def pool(self, n: Node) -> None:
+        x, shape = self.input_of(n)
+        if len(shape) != 3:
+            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
+        if any(o and (self.g.consumers(o) or o == self.g.output) for o in n.outputs[1:]):
+            raise Unsupported("the Indices output of MaxPool is not supported")
+        k = [int(v) for v in n.attrs.get("kernel_shape", [])]
+        if len(k) != 2:
+            raise Unsupported("only 2-D pooling is supported")
+        if any(int(d) != 1 for d in n.attrs.get("dilations", [1, 1])):
+            raise Unsupported("dilated pooling is not supported")
+        if "auto_pad" in n.attrs and n.attrs["auto_pad"] != "NOTSET":
+            raise Unsupported(f"auto_pad={n.attrs['auto_pad']} with unknown input size")
+        s = [int(v) for v in n.attrs.get("strides", [1, 1])]
+        pads = [int(v) for v in n.attrs.get("pads", [0, 0, 0, 0])]
+        mode = "max" if n.op == "MaxPool" else "avg"
+        include_pad = bool(int(n.attrs.get("count_include_pad", 0))) and mode == "avg"
+        if int(n.attrs.get("ceil_mode", 0)):
+            onnx_shape = self.g.shape(n.outputs[0])
+            for axis in (0, 1):
+                size, pb, pe = shape[1 + axis], pads[axis], pads[axis + 2]
+                out = math.ceil((size + pb + pe - k[axis]) / s[axis]) + 1
+                if onnx_shape is not None:
+                    out = onnx_shape[2 + axis]
+                extra = (out - 1) * s[axis] + k[axis] - (size + pb + pe)
+                if extra <= 0:
+                    continue
+                if (out - 1) * s[axis] >= size + pb:
+                    raise Unsupported("ceil_mode makes a window that lies entirely in padding")
+                if include_pad:
+                    raise Unsupported("ceil_mode with count_include_pad=1 divides the last windows by a partial "
+                                      "size, which the IR cannot represent")
+                pads[axis + 2] += extra  # ceil_mode = extra end padding that no window counts
+        layer = Pool(**self.common(n, f"{mode}pool"), inputs=[x], in_shapes=[shape], out_shape=(), mode=mode,
+                     kernel=(k[0], k[1]), stride=(s[0], s[1]), pads=tuple(pads), count_include_pad=include_pad)
+        self.add(n, layer)
+
+    def global_pool(self, n: Node) -> None:
+        x, shape = self.input_of(n)
+        if len(shape) != 3:
+            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
+        layer = Pool(**self.common(n, "gap"), inputs=[x], in_shapes=[shape], out_shape=(), mode="global_avg")
+        self.add(n, layer, squeezed=bool(n.attrs.get("squeezed")))
+
+    def lrn(self, n: Node) -> None:
+        x, shape = self.input_of(n)
+        if len(shape) != 3:
+            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
+        layer = LRN(**self.common(n, "lrn"), inputs=[x], in_shapes=[shape], out_shape=(), size=int(n.attrs["size"]),
+                    lrn_alpha=float(n.attrs.get("alpha", 1e-4)), beta=float(n.attrs.get("beta", 0.75)),
+                    bias=float(n.attrs.get("bias", 1.0)))
+        self.add(n, layer)
+
+    def add_op(self, n: Node) -> None:
+        # Add/Sub/Mul/Div with a per-channel constant were folded by the affine pass already.
+        if any(t in self.g.consts for t in n.inputs):
+            raise Unsupported("the constant operand is not per-channel (or its producer cannot absorb it)")
+        if n.op != "Add":
+            raise Unsupported(f"{n.op} of two feature maps is not supported (only Add)")
+        ins = [self.input_of(n, i) for i in range(len(n.inputs))]
+        shapes = [s for _, s in ins]
+        if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+            raise Unsupported(f"inputs differ in shape {shapes} (broadcasting is not supported)")
+        layer = Add(**self.common(n, "add"), inputs=[x for x, _ in ins], in_shapes=shapes, out_shape=())
+        self.add(n, layer)
+
+    def concat(self, n: Node) -> None:
+        ins = [self.input_of(n, i) for i in range(len(n.inputs))]
+        shapes = [s for _, s in ins]
+        axis = int(n.attrs.get("axis", 1))
+        if any(len(s) != 3 for s in shapes) or axis % 4 != 1:
+            raise Unsupported(f"only channel concatenation of feature maps is supported (axis={axis}, inputs {shapes})")
+        layer = Concat(**self.common(n, "concat"), inputs=[x for x, _ in ins], in_shapes=shapes, out_shape=())
+        self.add(n, layer)
+
+    def reshape(self, n: Node) -> None:
+        if not flatten_to_2d(self.g, n):
+            raise Unsupported(f"only flattening (N,C,H,W) → (N,C·H·W) is supported, not {self.g.shape(n.inputs[0])} → "
+                              f"{self.g.shape(n.outputs[0])}")
+        self._vector_alias(n)
+
+    def squeeze(self, n: Node) -> None:
+        src, dst = self.g.shape(n.inputs[0]), self.g.shape(n.outputs[0])
+        if src is None or dst is None or len(dst) != 2 or dst[0] != 1 or math.prod(src) != dst[1]:
+            raise Unsupported(f"only squeezing (1,C,1,1) → (1,C) is supported, not {src} → {dst}")
+        self._vector_alias(n)
+
+    def _vector_alias(self, n: Node) -> None:
+        # The IR Dense flattens its input NCHW itself, so the flatten has no layer of its own;
+        # everything reading it must therefore be a dense layer (or the graph output).
+        readers = self.g.consumers(n.outputs[0])
+        bad = [r for r in readers if not (is_dense(self.g, r) or r.op in ("Flatten", "Reshape", "Squeeze", "Softmax"))]
+        if bad:
+            raise Unsupported(f"a flattened tensor may only feed dense layers, not {bad[0].label}")
+        self.alias(n)
+
+    def activation(self, n: Node) -> None:
+        if activation_of(self.g, n) is None:
+            if n.op == "Clip":
+                raise Unsupported("only Clip(0, 6) (ReLU6) and Clip(0, +inf) (ReLU) are supported, with constant bounds")
+            raise Unsupported("op not supported")
+        p = self.g.producer(n.inputs[0])
+        if p is None:
+            raise Unsupported("an activation on the graph input has no layer to fuse into")
+        raise Unsupported(f"cannot be fused into its producer {p.label}: the producer feeds other nodes, already "
+                          "has an activation, or is not a layer")
+
+    def transpose(self, n: Node) -> None:
+        raise Unsupported(f"a Transpose with perm {perm_of(n)} that is not a layout change the front end can absorb "
+                          "(input NHWC→NCHW, or NHWC before a Flatten into a dense layer)")
+
+    def softmax_op(self, n: Node) -> None:
+        shape = self.g.shape(n.inputs[0])
+        if n.outputs[0] != self.g.output:
+            raise Unsupported("Softmax is only supported as the last node (it runs on the host)")
+        axis = int(n.attrs.get("axis", -1 if self.g.opset >= 13 else 1))
+        if shape is None or any(d != 1 for i, d in enumerate(shape) if i not in (0, axis % len(shape))):
+            raise Unsupported(f"Softmax over axis {axis} of {shape} is not over the class vector")
+        self.softmax = True
+        self.alias(n)
+
+    HANDLERS = {
+        "Conv": conv, "Gemm": dense, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
+        "LRN": lrn, "Add": add_op, "Sub": add_op, "Mul": add_op, "Div": add_op, "Concat": concat,
+        "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Relu": activation, "LeakyRelu": activation,
+        "Clip": activation, "Transpose": transpose, "Softmax": softmax_op,
+    }
+
+    # -- driver ----------------------------------------------------------------
+    def lower_node(self, n: Node) -> None:
+        if n.domain == INTERNAL and is_affine(n):
+            return self.affine(n)
+        if n.domain:
+            raise Unsupported(f"custom domain {n.domain!r} is not supported")
+        handler = self.HANDLERS.get(n.op)
+        if handler is None:
+            raise Unsupported(_why_unknown(self.g, n))
+        handler(self, n)
+
+    def run(self) -> None:
+        g = self.g
+        shape = g.shapes.get(g.input)
+        self.src[g.input] = (GRAPH_INPUT, tuple(shape[1:]))
+        for n in toposort(g):
+            try:
+                self.lower_node(n)
+            except Unsupported as err:
+                self.errors.append((n, str(err)))
+                for o in n.outputs:
+                    s = g.shape(o)
+                    self.src[o] = (None, None if s is None else tuple(s[1:]))
+            except _Upstream:
+                for o in n.outputs:
+                    self.src[o] = (None, None)
+
+
+def _why_unknown(g: WGraph, n: Node) -> str:
+    if n.op in ("Shape", "Gather", "Unsqueeze", "Slice", "ConstantOfShape", "Range", "Cast", "Constant"):
+        return "shape computation that does not reduce to a constant"
+    if n.op == "BatchNormalization":
+        return "BatchNormalization needs constant statistics and inference mode"
+    if n.op == "Pad":
+        return "only zero padding of H and W right before a Conv (or -inf/edge padding before a MaxPool) is supported"
+    if n.op == "ReduceMean":
+        return "only ReduceMean over H and W (global average pooling) is supported"
+    if n.op == "MatMul":
+        return "only x·W with a constant 2-D W on a (1, K) input is supported"
+    return "op not supported"
+
+
+def toposort(g: WGraph) -> list[Node]:
+    """Nodes in dependency order, keeping the graph's own order wherever it is already valid."""
+    produced = {g.input} | set(g.consts)
+    pending, order = list(g.nodes), []
+    while pending:
+        ready = next((n for n in pending if all(not t or t in produced for t in n.inputs)), None)
+        if ready is None:
+            names = ", ".join(n.label for n in pending[:5])
+            raise ModelError(f"{g.source}: graph has a cycle or reads undefined tensors near {names}")
+        order.append(ready)
+        produced.update(ready.outputs)
+        pending.remove(ready)
+    return order
+
+
+def _format_errors(g: WGraph, errors: list[tuple[Node, str]]) -> str:
+    lines = [f"{g.source}: {len(errors)} unsupported node{'s' if len(errors) != 1 else ''}:"]
+    for n, why in errors:
+        names = [s for s in n.sources if s] or ["<unnamed>"]
+        lines.append(f"  - {', '.join(repr(s) for s in names)} ({n.op}): {why}")
+    lines.append("supported ONNX ops: " + ", ".join(SUPPORTED_OPS))
+    return "\n".join(lines)
+
+
+def lower(g: WGraph) -> Graph:
+    low = Lowering(g)
+    low.run()
+    if low.errors:
+        raise ModelError(_format_errors(g, low.errors))
+    out_layer, _ = low.src.get(g.output, (None, None))
+    if out_layer is None or out_layer == GRAPH_INPUT:
+        raise ModelError(f"{g.source}: the graph output {g.output!r} is not computed by any supported layer")
+    graph = Graph(name=sanitize(g.name, "model"), input_shape=tuple(g.shapes[g.input][1:]), layers=low.layers,
+                  output=out_layer, softmax=low.softmax, input_source=g.input, meta=dict(g.meta))
+    try:
+        graph.validate()
+    except ValueError as err:
+        raise ModelError(f"{g.source}: internal inconsistency after conversion: {err}") from err
+    return graph
