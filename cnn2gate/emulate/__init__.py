@@ -1,1 +1,63 @@
-"""cnn2gate.emulate"""
+"""Emulator mode: run a generated project on the Intel FPGA Emulation Platform for OpenCL
+and compare every output element with the bit-accurate simulator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Cnn2GateError
+from .run import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, EmulationResult, EmulationTimeout, Mismatch, build_host, emulate_ints
+from .runtime import RuntimeMissing, emulator_available, opencl_env
+
+
+def _golden(project: Path, name: str) -> np.ndarray:
+    path = project / "golden" / f"{name}.npy"
+    if not path.exists():
+        raise Cnn2GateError(f"{project} is not a cnn2gate project ({path} missing)")
+    return np.load(path, allow_pickle=False).astype(np.int64)
+
+
+def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_dir=None,
+                    channel_depth: int | None = EMULATION_CHANNEL_DEPTH) -> EmulationResult:
+    """Run the project on the emulator.
+
+    x: None runs the golden input against the golden outputs; a float array
+    (C,H,W) or (N,C,H,W) is quantised and simulated with the project's own model
+    (model/) for the reference, and all N images run in one host process.
+    dump_dir: also dump every layer and find the first layer that differs.
+    channel_depth: channel depth of the emulation build (None: the generated hardware depth).
+    Returns an EmulationResult; it does not raise on a mismatch (see `.passed`).
+    """
+    project = Path(project)
+    if not (project / "device" / "cnn2gate.cl").exists():
+        raise Cnn2GateError(f"{project} is not a cnn2gate project (device/cnn2gate.cl missing)")
+    stems = sorted(p.stem for p in (project / "golden" / "layers").glob("*.npy"))
+    if x is None:
+        x_int, expected = _golden(project, "input"), _golden(project, "output")
+        layers = {s: _golden(project, f"layers/{s}") for s in stems} if dump_dir is not None else None
+    else:
+        from ..codegen.serialize import load_model
+        from ..sim import simulate
+
+        graph, formats = load_model(project)
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == len(graph.input_shape):
+            x = x[None]
+        if tuple(x.shape[1:]) != tuple(graph.input_shape) or not len(x):
+            raise Cnn2GateError(f"input has shape {tuple(x.shape)}; the model expects (N,) + {tuple(graph.input_shape)}")
+        if not np.all(np.isfinite(x)):
+            raise Cnn2GateError("input contains NaN or infinite values")
+        sim = simulate(graph, formats, x, keep="all" if dump_dir is not None else "output")
+        n = sim.input_int.shape[0]
+        out_shape = _golden(project, "output").shape[1:]
+        x_int, expected = sim.input_int, sim.output_int.reshape((n,) + out_shape)
+        layers = None
+        if dump_dir is not None:
+            layers = {s: sim.ints[s].reshape((n,) + _golden(project, f"layers/{s}").shape[1:]) for s in stems}
+    return emulate_ints(project, x_int, expected, timeout=timeout, expected_layers=layers, dump_dir=dump_dir,
+                        channel_depth=channel_depth)
+
+
+__all__ = ["emulate_project", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",
+           "RuntimeMissing", "emulator_available", "opencl_env", "DEFAULT_TIMEOUT", "EMULATION_CHANNEL_DEPTH"]

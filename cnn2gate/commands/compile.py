@@ -1,0 +1,58 @@
+import click
+
+from ..codegen import compile_project
+from ..frontend import load_model
+from ..hw import DEFAULT_BOARD, estimate, load_board, load_config
+from ..quant import load_formats, quantize
+from .options import input_shape_option, model_argument
+from .quantize import check_batch, load_array
+
+
+@click.command("compile")
+@model_argument
+@input_shape_option
+@click.option("--board", default=DEFAULT_BOARD, show_default=True, help="Target board (see `cnn2gate boards`).")
+@click.option("--formats", "formats_path", type=click.Path(dir_okay=False),
+              help="Formats file from `quantize`. Default: quantise now (8-bit, mse).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Hardware config JSON (vec_size, lane_num, conv_gp_size_x, ...). Default: the board's.")
+@click.option("--calib", type=click.Path(dir_okay=False),
+              help="Calibration inputs (.npy, batch first) when quantising; the first one is also the golden input.")
+@click.option("--golden-input", type=click.Path(dir_okay=False),
+              help="Inputs (.npy) for the golden files. Default: the first --calib input, else a seeded random image.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Project directory to create.")
+@click.option("--force", is_flag=True, help="Replace the output directory if it exists.")
+def command(model, input_shape, board, formats_path, config_path, calib, golden_input, output, force):
+    """Generate the Intel FPGA OpenCL project (kernels, host, weights, golden files) for MODEL."""
+    graph = load_model(model, input_shape=input_shape)
+    board_info = load_board(board)
+    config = load_config(config_path, board_info)
+    calib_x = check_batch(load_array(calib, "calibration"), graph, calib) if calib else None
+    if formats_path:
+        formats = load_formats(formats_path, graph)
+    else:
+        if calib_x is None:
+            click.echo("note: no --formats or --calib given; quantising on a synthetic calibration set", err=True)
+        formats = quantize(graph, calib_x)
+    golden = None
+    if golden_input:
+        golden = check_batch(load_array(golden_input, "golden input"), graph, golden_input)
+    elif calib_x is not None:
+        golden = calib_x[:1]
+    path = compile_project(graph, formats, board_info, config, output, force=force, golden_input=golden)
+    _warn_if_misfit(graph, board_info, config, formats)
+    click.echo(f"wrote {path} (board {board_info.name}, vec_size={config.vec_size}, lane_num={config.lane_num}, "
+               f"conv_gp_size_x={config.conv_gp_size_x})")
+    click.echo(f"next: cnn2gate emulate {path}   or see {path}/README.md to build for the board")
+
+
+def _warn_if_misfit(graph, board_info, config, formats) -> None:
+    """The project is still written (emulation does not care), but `aoc` would fail to place it."""
+    est = estimate(graph, board_info, config, formats)
+    if not est.fits:
+        pct = est.resources.pct()
+        over = ", ".join(f"{r} {pct[r]:.0f}%" for r in est.resources.over())
+        click.echo(f"warning: vec_size={config.vec_size}, lane_num={config.lane_num}, "
+                   f"conv_gp_size_x={config.conv_gp_size_x} does not fit board {board_info.name} ({over} of the "
+                   f"device in the resource model); `aoc` will fail to place it. See `cnn2gate estimate`, or "
+                   f"choose a config with `cnn2gate explore`", err=True)

@@ -1,0 +1,61 @@
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import numpy as np
+
+from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project
+from ..errors import Cnn2GateError, VerificationError
+from .quantize import check_batch, load_array
+
+
+def _load_input(project, input_path) -> np.ndarray:
+    """--input as float64, checked against the project's input shape so that errors name the file."""
+    x = load_array(input_path, "input").astype(np.float64)
+    golden = Path(project) / "golden" / "input.npy"
+    if golden.is_file():  # otherwise emulate_project explains what is missing from the project
+        try:
+            shape = np.load(golden, mmap_mode="r", allow_pickle=False).shape[1:]
+        except (OSError, ValueError):
+            return x
+        x = check_batch(x, SimpleNamespace(input_shape=tuple(shape)), input_path)
+        if not len(x):
+            raise Cnn2GateError(f"{input_path}: holds no inputs")
+    return x
+
+
+@click.command("emulate")
+@click.argument("project", type=click.Path(file_okay=False, exists=True))
+@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+              help="Float inputs (.npy, batch first); the simulator gives the reference. Default: the golden input.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Class labels (.npy) for --input: also print top-1 accuracy.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds before the emulated run is killed (a channel deadlock hangs for ever).")
+@click.option("--dump", "dump_dir", type=click.Path(file_okay=False),
+              help="Write every layer's output here and report the first layer that differs.")
+@click.option("--channel-depth", type=click.IntRange(min=0), default=EMULATION_CHANNEL_DEPTH, show_default=True,
+              help="Channel depth of the emulation build (0: the generated hardware depth). Results do not depend on it.")
+def command(project, input_path, labels, timeout, dump_dir, channel_depth):
+    """Run PROJECT in the Intel FPGA emulator and compare every output with the simulator."""
+    x = _load_input(project, input_path) if input_path else None
+    if labels and x is None:
+        raise Cnn2GateError("--labels needs --input")
+    res = emulate_project(project, x, timeout=timeout, dump_dir=dump_dir, channel_depth=channel_depth or None)
+    if res.layer_ms:
+        click.echo(f"{'layer':40s} {'ms/image':>10s}")
+        for name, ms in res.layer_ms.items():
+            click.echo(f"{name:40s} {ms:10.3f}")
+        click.echo(f"{'(wall clock per image)':40s} {res.wall_ms_per_image:10.3f}")
+    if labels:
+        y = load_array(labels, "labels").reshape(-1)
+        if len(y) != res.images:
+            raise Cnn2GateError(f"{labels}: {len(y)} labels for {res.images} inputs")
+        acc = float(np.mean(res.outputs.reshape(res.images, -1).argmax(axis=1) == y))
+        click.echo(f"top-1 accuracy (emulated): {acc:.4f}")
+    if dump_dir and res.layer_mismatches:
+        bad = [name for name, n in res.layer_mismatches.items() if n]
+        click.echo(f"layer dumps in {dump_dir}: {len(res.layer_mismatches) - len(bad)} of "
+                   f"{len(res.layer_mismatches)} layers bit-exact" + (f"; first that differs: {bad[0]}" if bad else ""))
+    if not res.passed:
+        raise VerificationError(res.summary())
+    click.echo(res.summary())

@@ -1,0 +1,174 @@
+"""Build the generated host, run it on the emulator under a timeout, compare with the simulator."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Cnn2GateError, VerificationError
+from .runtime import cache_dir, compiler, opencl_env
+
+CXXFLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+DEFAULT_TIMEOUT = 600.0
+#: channel depth of emulation builds: deep enough that producers rarely block, which
+#: cuts the emulator's thread hand-offs (results do not depend on it)
+EMULATION_CHANNEL_DEPTH = 8192
+#: cap on one emulated weight channel's buffer (depth x L x V elements)
+_MAX_CHANNEL_BYTES = 64 << 20
+
+
+def _capped_depth(project: Path, depth: int) -> int:
+    """Lower the depth for very wide weight vectors so the emulator's buffers stay modest."""
+    text = (project / "host" / "layers.h").read_text()
+    vec = int(re.search(r"kVecSize = (\d+);", text).group(1))
+    lane = int(re.search(r"kLaneNum = (\d+);", text).group(1))
+    elem = 1 if "using data_t = int8_t;" in text else 2
+    return max(64, min(int(depth), _MAX_CHANNEL_BYTES // (vec * lane * elem)))
+
+
+MAX_REPORTED = 10
+
+
+class EmulationTimeout(VerificationError):
+    """The emulated design did not finish in time (usually a channel deadlock)."""
+
+
+@dataclass
+class Mismatch:
+    image: int
+    index: tuple[int, ...]  # (c, h, w)
+    got: int
+    expected: int
+
+
+@dataclass
+class EmulationResult:
+    project: Path
+    images: int
+    elements: int
+    mismatches: int
+    first: list[Mismatch]
+    layer_ms: dict[str, float]  # per image, from event profiling
+    wall_ms_per_image: float
+    outputs: np.ndarray  # (N, C, H, W) int64
+    first_bad_layer: str | None = None
+    layer_mismatches: dict[str, int] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""  # the host's messages, e.g. the device build log when it has warnings
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"PASS: {self.elements} of {self.elements} output elements bit-exact ({self.images} image(s))"
+        lines = [f"FAIL: {self.mismatches} of {self.elements} output elements differ ({self.images} image(s))"]
+        for m in self.first:
+            lines.append(f"  image {m.image} (c,h,w)={m.index}: got {m.got}, expected {m.expected}")
+        if self.first_bad_layer:
+            lines.append(f"  first layer that differs: {self.first_bad_layer} "
+                         f"({self.layer_mismatches[self.first_bad_layer]} elements)")
+        return "\n".join(lines)
+
+
+def build_host(project: Path, timeout: float = 300.0) -> Path:
+    """Compile host/main.cpp (warnings are errors); cached by the sources' hash."""
+    sources = [project / "host" / "main.cpp", project / "host" / "layers.h"]
+    digest = hashlib.sha256()
+    for s in sources:
+        digest.update(s.read_bytes())
+    cxx = compiler()
+    digest.update(" ".join([cxx] + CXXFLAGS).encode())
+    exe = cache_dir() / "host" / digest.hexdigest()[:24] / "host"
+    if exe.exists():
+        return exe
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    tmp = exe.parent / f"host.{os.getpid()}.tmp"
+    cmd = [cxx, *CXXFLAGS, "-Werror", str(sources[0]), "-o", str(tmp), "-lOpenCL"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Cnn2GateError(f"compiling the host timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise Cnn2GateError(f"compiling {sources[0]} failed:\n{proc.stderr.strip()}")
+    os.replace(tmp, exe)
+    return exe
+
+
+def run_host(exe: Path, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run in its own process group; on timeout kill the whole group (deadlocked channels never return)."""
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=opencl_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise EmulationTimeout(
+            f"the emulated design did not finish within the {timeout:g} s timeout and was killed "
+            "(a channel deadlock hangs for ever; raise --timeout for large models)"
+        ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _parse_times(stdout: str) -> tuple[dict[str, float], float]:
+    times = {}
+    for m in re.finditer(r"^\d+\s+(\S+)\s+\S+\s+([0-9.]+)$", stdout, re.M):
+        times[m.group(1)] = float(m.group(2))
+    wall = re.search(r"^wall_ms_per_image: ([0-9.]+)$", stdout, re.M)
+    return times, float(wall.group(1)) if wall else 0.0
+
+
+def emulate_ints(project, x_int: np.ndarray, expected: np.ndarray, *, timeout: float = DEFAULT_TIMEOUT,
+                 expected_layers: dict[str, np.ndarray] | None = None, dump_dir=None,
+                 channel_depth: int | None = EMULATION_CHANNEL_DEPTH) -> EmulationResult:
+    """Run integer inputs (N, C, H, W) through the emulated design and compare with `expected`.
+
+    expected_layers (stem -> (N, C, H, W)) with dump_dir: also dump every layer and
+    report the first one that differs. channel_depth: None keeps the generated depth.
+    """
+    project = Path(project).resolve()
+    exe = build_host(project)
+    x_int = np.asarray(x_int)
+    expected = np.asarray(expected, dtype=np.int64)
+    n = x_int.shape[0]
+    with tempfile.TemporaryDirectory(prefix="cnn2gate-emu-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "input.bin").write_bytes(np.ascontiguousarray(x_int.astype("<i2")).tobytes())
+        args = ["--source", str(project / "device" / "cnn2gate.cl"), "--weights", str(project / "weights"),
+                "--input", str(tmp / "input.bin"), "--output", str(tmp / "output.bin")]
+        if channel_depth:
+            args += ["--channel-depth", str(_capped_depth(project, channel_depth))]
+        if dump_dir is not None:
+            Path(dump_dir).mkdir(parents=True, exist_ok=True)
+            args += ["--dump", str(Path(dump_dir).resolve())]
+        proc = run_host(exe, args, timeout)
+        if proc.returncode != 0:
+            raise Cnn2GateError(f"the host program failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
+        raw = np.frombuffer((tmp / "output.bin").read_bytes(), dtype="<i2").astype(np.int64)
+    got = raw.reshape(expected.shape)
+    times, wall = _parse_times(proc.stdout)
+    diff = got != expected
+    first = [Mismatch(int(i[0]), tuple(int(v) for v in i[1:]), int(got[tuple(i)]), int(expected[tuple(i)]))
+             for i in np.argwhere(diff)[:MAX_REPORTED]]
+    res = EmulationResult(project, n, int(expected.size), int(diff.sum()), first, times, wall, got,
+                          stdout=proc.stdout, stderr=proc.stderr)
+    if dump_dir is not None and expected_layers:
+        for stem, want in expected_layers.items():
+            path = Path(dump_dir) / f"{stem}.bin"
+            have = np.frombuffer(path.read_bytes(), dtype="<i2").astype(np.int64).reshape(want.shape)
+            res.layer_mismatches[stem] = int((have != want).sum())
+            if res.layer_mismatches[stem] and res.first_bad_layer is None:
+                res.first_bad_layer = stem
+    return res
