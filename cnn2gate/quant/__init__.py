@@ -1,1 +1,28 @@
-"""cnn2gate.quant"""
+"""Fixed-point quantisation: choosing formats (calibration) and the integer parameters.
+
+docs/fixed-point.md defines the arithmetic, docs/quantization.md the modes and the formats file.
+"""
+from __future__ import annotations
+
+from ..ir.layers import Graph
+from .calibrate import METHODS, calibrate
+from .formats import Formats, LayerFormat, QFormat, from_pipecnn, in_formats, load_formats, validate
+from .params import QLayer, QuantizedGraph, quantize_params
+
+
+def quantize(graph: Graph, calib=None, *, bits: int = 8, method: str = "mse", weight_bits: int | None = None) -> Formats:
+    """Per-layer formats for `graph` from calibration inputs run through the float executor.
+
+    calib: float batch (N, C, H, W); None uses a deterministic synthetic set (recorded in
+    formats.stats["calibration"]). method: "maxabs", "percentile" or "mse".
+    """
+    weight_bits = bits if weight_bits is None else weight_bits
+    for b in (bits, weight_bits):
+        QFormat(b, 0)  # validates the bit width
+    formats = calibrate(graph, calib, bits, method, weight_bits)
+    validate(formats, graph, "quantizer")
+    return formats
+
+
+__all__ = ["quantize", "quantize_params", "QuantizedGraph", "QLayer", "Formats", "LayerFormat", "QFormat",
+           "load_formats", "from_pipecnn", "in_formats", "validate", "METHODS"]

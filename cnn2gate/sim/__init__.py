@@ -1,1 +1,175 @@
-"""cnn2gate.sim"""
+"""Bit-accurate simulation of a quantized graph (docs/fixed-point.md).
+
+Two paths that agree bit for bit: "reference" (plain int64) and "fast" (exact
+float BLAS, see sim/fast.py). The float executor is cnn2gate.ir.reference.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import AccumulatorOverflow
+from ..ir import reference as float_ref
+from ..ir.layers import GRAPH_INPUT, Graph
+from ..quant import fixedpoint as fx
+from ..quant.formats import Formats
+from ..quant.params import QuantizedGraph, quantize_params
+from . import fast, reference
+
+PATHS = ("fast", "reference")
+
+
+class _IntView(Mapping):
+    """Layer outputs as int64 arrays, converted from the stored integer-valued arrays on access."""
+
+    def __init__(self, store: dict[str, np.ndarray]):
+        self._store = store
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        v = self._store[name]
+        return v if v.dtype == np.int64 else v.astype(np.int64)
+
+    def __iter__(self):
+        return iter(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+class _FloatView(_IntView):
+    def __init__(self, store, qgraph: QuantizedGraph):
+        super().__init__(store)
+        self._q = qgraph
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return fx.dequantize(self._store[name], self._q.formats.out(name))
+
+
+@dataclass
+class SimResult:
+    graph: Graph
+    qgraph: QuantizedGraph
+    input_int: np.ndarray
+    values: dict[str, np.ndarray]  # integer-valued arrays (int64 or float32), per layer
+    stats: dict[str, dict]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ints(self) -> Mapping:
+        return _IntView(self.values)
+
+    @property
+    def floats(self) -> Mapping:
+        return _FloatView(self.values, self.qgraph)
+
+    @property
+    def output_int(self) -> np.ndarray:
+        return self.ints[self.graph.output]
+
+    @property
+    def output_float(self) -> np.ndarray:
+        y = self.floats[self.graph.output]
+        return float_ref.softmax(y.reshape(y.shape[0], -1)).reshape(y.shape) if self.graph.softmax else y
+
+
+def _as_qgraph(graph: Graph, formats) -> QuantizedGraph:
+    if isinstance(formats, QuantizedGraph):
+        return formats
+    if not isinstance(formats, Formats):
+        raise TypeError("formats must be a Formats or a QuantizedGraph")
+    return quantize_params(graph, formats)
+
+
+def _batch(graph: Graph, x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == len(graph.input_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(graph.input_shape):
+        raise ValueError(f"input shape {x.shape[1:]} does not match the model's {graph.input_shape}")
+    return x
+
+
+def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bool = True,
+             keep: str = "all") -> SimResult:
+    """Run the integer design on a float batch x (N, C, H, W); the input is quantised first.
+
+    formats: a Formats (validated against graph) or a QuantizedGraph from quantize_params.
+    keep="output" drops intermediate layer values as soon as no later layer needs them.
+    Raises AccumulatorOverflow when an accumulator leaves int32 (unless check_overflow=False).
+    """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    qg = _as_qgraph(graph, formats)
+    x = _batch(graph, x)
+    input_int = fx.quantize_tensor(x, qg.formats.input)
+    run = fast.run_layer if path == "fast" else reference.run_layer
+    values: dict[str, np.ndarray] = {GRAPH_INPUT: input_int if path == "reference" else input_int.astype(np.float32)}
+    last_use = {src: i for i, layer in enumerate(graph.layers) for src in layer.inputs}
+    stats, warnings = {}, []
+    for i, layer in enumerate(graph.layers):
+        q = qg[layer.name]
+        y, info = run(q, *(values[s] for s in layer.inputs))
+        values[layer.name] = y
+        stats[layer.name] = st = _layer_stats(q, info, y.size)
+        if layer.has_weights:
+            if st["bound_bits"] > 31:
+                warnings.append(f"layer {layer.name}: worst-case accumulator needs {st['bound_bits']} bits "
+                                f"(+ sign) > 31; the inputs seen so far stay within {st['acc_bits']} bits")
+            if check_overflow and not fx.fits_int32(info["acc_min"], info["acc_max"]):
+                raise AccumulatorOverflow(
+                    f"layer {layer.name}: accumulator reached {info['acc_min'] if -info['acc_min'] > info['acc_max'] else info['acc_max']} "
+                    f"({st['acc_bits']} bits + sign), outside int32; the hardware would wrap. "
+                    "Use fewer weight/input fractional bits for this layer."
+                )
+        if keep == "output":
+            for s in layer.inputs:
+                if last_use.get(s) == i and s != graph.output:
+                    values.pop(s, None)
+    values.pop(GRAPH_INPUT, None)
+    return SimResult(graph, qg, input_int, values, stats, warnings)
+
+
+def _layer_stats(q, info: dict, n_out: int) -> dict:
+    peak = max(abs(info["acc_min"]), abs(info["acc_max"]))
+    st = {"kind": q.kind, "sat_low": info["sat_low"], "sat_high": info["sat_high"], "outputs": int(n_out)}
+    if q.layer.has_weights:
+        st.update(acc_bits=fx.magnitude_bits(peak), bound_bits=fx.magnitude_bits(q.acc_bound))
+    return st
+
+
+def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
+    """10 log10(signal power / error power); inf when identical."""
+    ref = np.asarray(ref, dtype=np.float64)
+    err = np.asarray(test, dtype=np.float64) - ref
+    p_err = float(np.mean(err * err))
+    p_sig = float(np.mean(ref * ref))
+    if p_err == 0:
+        return float("inf")
+    if p_sig == 0:
+        return float("-inf")
+    return float(10.0 * np.log10(p_sig / p_err))
+
+
+def report(graph: Graph, formats, x, *, path: str = "fast") -> list[dict]:
+    """Per layer: output format, SQNR of the simulated output vs the float executor (dB),
+    saturation counts and accumulator bits (actual and worst case)."""
+    x = _batch(graph, x)
+    res = simulate(graph, formats, x, path=path, check_overflow=False)
+    ref = float_ref.execute(graph, x)
+    rows = []
+    for layer in graph.layers:
+        fmt = res.qgraph.formats.out(layer.name)
+        st = res.stats[layer.name]
+        row = {"name": layer.name, "kind": layer.kind, "format": str(fmt),
+               "sqnr_db": round(float(sqnr_db(ref[layer.name], res.floats[layer.name])), 2),
+               "sat_low": st["sat_low"], "sat_high": st["sat_high"], "outputs": st["outputs"]}
+        if layer.has_weights:
+            row.update(weight_format=str(res.qgraph.formats.layers[layer.name].weight),
+                       acc_bits=st["acc_bits"], bound_bits=st["bound_bits"])
+        rows.append(row)
+    return rows
+
+
+__all__ = ["simulate", "report", "SimResult", "sqnr_db", "PATHS"]

@@ -1,0 +1,131 @@
+"""Outputs that appear complete or not at all.
+
+Every command that writes a file or a folder goes through here, so a full disk, a
+read-only location or an interrupted run never leaves a half-written output or stray
+temporary files behind, and an existing output survives a failed replacement.
+
+    write_file_atomic(path, data)          # bytes, str, or a callable writing to a binary file
+    replace_dir_atomic(tmp_dir, out_dir)   # move a finished temporary folder into place
+
+Failures raise `OutputError` naming the output path.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Union
+
+from .errors import OutputError
+
+Data = Union[bytes, str, Callable]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def write_file_atomic(path, data: Data, what: str = "output") -> Path:
+    """Write `data` to `path` through a temporary sibling and one rename.
+
+    data: bytes, text (UTF-8) or a callable that writes to the open binary file.
+    An existing `path` stays as it was unless the whole new content is on disk.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write {what}: is a directory")
+    _check_parent(parent, path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write {what}: {_why(err)}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it an ordinary file's mode
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as err:
+        _unlink(tmp)
+        raise OutputError(f"{path}: cannot write {what}: {_why(err)}") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return path
+
+
+def _unlink(p) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def make_temp_dir(out_dir, what: str = "output folder") -> Path:
+    """A fresh temporary folder next to `out_dir` (same file system, so the final rename is atomic)."""
+    out_dir = Path(out_dir)
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    _check_parent(parent, out_dir, what)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    except OSError as err:
+        raise OutputError(f"cannot create {what} {out_dir}: {_why(err)}") from None
+
+
+def _check_parent(parent: Path, out: Path, what: str) -> None:
+    """A file where a folder of the output path should be gets a message that says so."""
+    for p in (parent, *parent.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError(f"cannot create {what} {out}: {p} is a file, not a folder")
+            return
+
+
+def replace_dir_atomic(tmp_dir, out_dir, *, force: bool, what: str = "output folder") -> Path:
+    """Move the finished folder `tmp_dir` to `out_dir`.
+
+    An existing `out_dir` is replaced only with force=True, and is put back if the
+    replacement fails. On any failure `tmp_dir` is removed and nothing else is left.
+    """
+    tmp_dir, out_dir = Path(tmp_dir), Path(out_dir)
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    old_holder = None
+    moved_old = False
+    try:
+        if out_dir.exists() or out_dir.is_symlink():
+            if not force:
+                raise OutputError(f"{out_dir} exists; use --force to replace it")
+            if not out_dir.is_dir():
+                raise OutputError(f"{out_dir} exists and is not a folder")
+            old_holder = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.rename(out_dir, old_holder / "old")
+            moved_old = True
+        os.rename(tmp_dir, out_dir)
+    except BaseException as err:
+        if moved_old:
+            try:
+                os.rename(old_holder / "old", out_dir)
+                moved_old = False
+            except OSError:
+                pass
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if old_holder is not None and not moved_old:
+            shutil.rmtree(old_holder, ignore_errors=True)
+        if isinstance(err, OSError):
+            hint = f" (the previous content is kept in {old_holder / 'old'})" if moved_old else ""
+            raise OutputError(f"cannot write {what} {out_dir}: {_why(err)}{hint}") from None
+        raise
+    if old_holder is not None:
+        shutil.rmtree(old_holder, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,62 @@
+import click
+import numpy as np
+
+from ..errors import Cnn2GateError, OutputError
+from ..frontend import load_model
+from ..ir.summary import format_table
+from ..quant import METHODS, quantize
+from .options import input_shape_option, model_argument
+
+
+def load_array(path: str, what: str) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise Cnn2GateError(f"{path}: no such {what} file") from None
+    except (OSError, ValueError) as err:
+        # numpy takes any file without the .npy magic for a pickle and suggests loading it
+        # unsafely; say what it is instead
+        why = "not a .npy file (pickled Python objects are refused)" if "pickle" in str(err) else str(err)
+        raise Cnn2GateError(f"{path}: cannot read {what} as a .npy array: {why}") from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise Cnn2GateError(f"{path}: {what} must be numeric, got dtype {x.dtype}")
+    return x
+
+
+def check_batch(x: np.ndarray, graph, path: str) -> np.ndarray:
+    if x.ndim == len(graph.input_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(graph.input_shape):
+        raise Cnn2GateError(f"{path}: samples have shape {tuple(x.shape[1:])}, the model expects {tuple(graph.input_shape)} (batch first)")
+    if not np.all(np.isfinite(x)):
+        raise Cnn2GateError(f"{path}: contains NaN or infinite values")
+    return x
+
+
+@click.command("quantize")
+@model_argument
+@input_shape_option
+@click.option("--calib", type=click.Path(dir_okay=False), help="Calibration inputs (.npy, batch first). Default: a synthetic set.")
+@click.option("--bits", type=click.IntRange(2, 16), default=8, show_default=True, help="Activation (and input) bits.")
+@click.option("--weight-bits", type=click.IntRange(2, 16), default=None, help="Weight bits (default: --bits).")
+@click.option("--method", type=click.Choice(METHODS), default="mse", show_default=True, help="How fractional bits are chosen.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Formats file to write (JSON).")
+def command(model, input_shape, calib, bits, weight_bits, method, output):
+    """Choose per-layer fixed-point formats for MODEL and write them to a formats file."""
+    graph = load_model(model, input_shape=input_shape)
+    data = None
+    if calib is not None:
+        data = check_batch(load_array(calib, "calibration"), graph, calib)
+    else:
+        click.echo("note: no --calib given; calibrating on a synthetic normal(0, 1) set (recorded in the file)", err=True)
+    formats = quantize(graph, data, bits=bits, method=method, weight_bits=weight_bits)
+    try:
+        formats.to_json(output)
+    except OSError as err:
+        raise OutputError(f"{output}: cannot write formats file: {err}") from None
+    rows = [["(input)", "", str(formats.input), "", ""]]
+    for layer in graph.layers:
+        lf = formats.layers[layer.name]
+        rows.append([layer.name, layer.kind, str(lf.out), str(lf.weight or ""), f"{lf.stats.get('sqnr_db', '')}"])
+    click.echo(format_table(rows, ["layer", "kind", "output", "weights", "SQNR dB"]))
+    click.echo(f"\nwrote {output} ({method}, {bits}-bit activations, {weight_bits or bits}-bit weights)")

@@ -1,0 +1,77 @@
+import sys
+
+import click
+import numpy as np
+
+from ..atomic import write_file_atomic
+from ..frontend import load_model
+from ..ir.reference import predict
+from ..ir.summary import format_table
+from ..quant import load_formats, quantize, quantize_params
+from ..sim import PATHS, report, simulate
+from .options import input_shape_option, model_argument
+from .quantize import check_batch, load_array
+
+REPORT_SAMPLES = 256
+CALIB_SAMPLES = 256
+
+
+def save_npy_atomic(path: str, arr: np.ndarray) -> None:
+    write_file_atomic(path, lambda f: np.save(f, arr), "output")
+
+
+@click.command("simulate")
+@model_argument
+@input_shape_option
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Inputs (.npy, batch first).")
+@click.option("--formats", "formats_path", type=click.Path(dir_okay=False), help="Formats file from `quantize`. "
+              "Default: quantise now (8-bit, mse) calibrated on the first inputs.")
+@click.option("--float", "use_float", is_flag=True, help="Run the float executor instead of the integer design.")
+@click.option("--ints", is_flag=True, help="Write the output layer's integers instead of dequantised values.")
+@click.option("--report", "show_report", is_flag=True, help="Print per-layer SQNR, saturation and accumulator bits.")
+@click.option("--path", "sim_path", type=click.Choice(PATHS), default="fast", show_default=True,
+              help="Simulator implementation (they agree bit for bit).")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the outputs (.npy).")
+def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, output):
+    """Run MODEL bit-accurately on a batch of inputs (softmax applied on the host, as deployed)."""
+    graph = load_model(model, input_shape=input_shape)
+    x = check_batch(load_array(input_path, "input"), graph, input_path)
+    if use_float:
+        save_npy_atomic(output, predict(graph, x))
+        click.echo(f"wrote {output}: float outputs for {len(x)} inputs", err=True)
+        return
+    if formats_path:
+        formats = load_formats(formats_path, graph)
+    else:
+        click.echo(f"note: no --formats given; quantising (8-bit, mse) calibrated on the first {min(len(x), CALIB_SAMPLES)} inputs",
+                   err=True)
+        formats = quantize(graph, x[:CALIB_SAMPLES])
+    qg = quantize_params(graph, formats)
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    outs, warnings = [], []
+
+    def run(chunk):
+        res = simulate(graph, qg, chunk, path=sim_path, keep="output")
+        outs.append(res.output_int if ints else res.output_float)
+        warnings.extend(w for w in res.warnings if w not in warnings)
+
+    if len(chunks) > 1:
+        with click.progressbar(chunks, label="simulating", file=sys.stderr) as bar:
+            for chunk in bar:
+                run(chunk)
+    else:
+        for chunk in chunks:
+            run(chunk)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    save_npy_atomic(output, np.concatenate(outs))
+    click.echo(f"wrote {output}: {'integer' if ints else 'dequantised'} outputs for {len(x)} inputs", err=True)
+    if show_report:
+        rows = report(graph, qg, x[:REPORT_SAMPLES], path=sim_path)
+        table = [[r["name"], r["kind"], r["format"], r.get("weight_format", ""), f"{r['sqnr_db']:.1f}",
+                  f"{r['sat_low'] + r['sat_high']}/{r['outputs']}", r.get("acc_bits", ""), r.get("bound_bits", "")]
+                 for r in rows]
+        click.echo(format_table(table, ["layer", "kind", "output", "weights", "SQNR dB", "saturated", "acc bits", "worst bits"]))
+        if len(x) > REPORT_SAMPLES:
+            click.echo(f"(report over the first {REPORT_SAMPLES} inputs)")

@@ -1,0 +1,190 @@
+"""Choosing fractional bits from data: maxabs, percentile and MSE rules, and the calibration run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import reference as float_ref
+from ..ir.layers import GRAPH_INPUT, Graph
+from . import fixedpoint as fx
+from .formats import MAX_ABS_FRAC, Formats, LayerFormat, QFormat
+
+METHODS = ("maxabs", "percentile", "mse")
+PERCENTILE = 99.99
+#: the MSE search also tries up to this many extra fractional bits (clipping the top)
+MSE_EXTRA_FRAC = 3
+SAMPLE = 1 << 18
+SYNTHETIC = {"kind": "synthetic", "distribution": "normal(0, 1)", "samples": 16, "seed": 0}
+
+
+def frac_for(max_abs: float, bits: int) -> int:
+    """Largest frac whose range holds max_abs without clipping."""
+    hi = (1 << (bits - 1)) - 1
+    if not max_abs > 0 or not math.isfinite(max_abs):
+        return bits - 1
+    f = math.floor(math.log2(hi / max_abs))
+    # exact condition for "rounds into range": floor(m 2^f + 0.5) <= hi  <=>  m 2^f < hi + 0.5
+    while max_abs * 2.0**f >= hi + 0.5:
+        f -= 1
+    while max_abs * 2.0 ** (f + 1) < hi + 0.5:
+        f += 1
+    return int(min(max(f, -MAX_ABS_FRAC), MAX_ABS_FRAC))
+
+
+def _sample(values: np.ndarray, seed: int = 0, size: int = SAMPLE) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size > size:
+        v = v[np.random.default_rng(seed).choice(v.size, size, replace=False)]
+    return v
+
+
+def quant_mse(v: np.ndarray, fmt: QFormat) -> float:
+    return float(np.mean((fx.dequantize(fx.quantize_tensor(v, fmt), fmt) - v) ** 2))
+
+
+def choose_frac(values: np.ndarray, bits: int, method: str, max_abs: float | None = None) -> int:
+    """Fraction for a tensor given (a sample of) its values; max_abs: the exact largest |value|
+    when `values` is only a sample."""
+    v = _sample(values)
+    if v.size == 0:
+        return bits - 1
+    a = np.abs(v)
+    max_abs = float(a.max()) if max_abs is None else float(max_abs)
+    if method == "maxabs":
+        return frac_for(max_abs, bits)
+    if method == "percentile":
+        return frac_for(float(np.percentile(a, PERCENTILE)), bits)
+    if method == "mse":
+        f0 = frac_for(max_abs, bits)
+        cands = [f for f in range(f0, f0 + MSE_EXTRA_FRAC + 1) if abs(f) <= MAX_ABS_FRAC]
+        errs = [quant_mse(v, QFormat(bits, f)) for f in cands]
+        return cands[int(np.argmin(errs))]
+    raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
+
+
+#: calibration runs the float executor on batches of about this many MACs
+BATCH_MACS = 4e9
+
+
+def synthetic_calibration(graph: Graph) -> np.ndarray:
+    """Deterministic normal(0, 1) inputs: 16 samples, fewer for big models (at least 2)."""
+    n = int(min(SYNTHETIC["samples"], max(2, BATCH_MACS // max(graph.total_macs(), 1))))
+    rng = np.random.default_rng(SYNTHETIC["seed"])
+    return rng.standard_normal((n,) + tuple(graph.input_shape))
+
+
+def collect(graph: Graph, calib: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Run the float executor batch by batch; per tensor the exact max |value| and a random
+    sample of at most SAMPLE values (memory stays bounded for big models and sets)."""
+    n = calib.shape[0]
+    batch = int(max(1, min(n, BATCH_MACS // max(graph.total_macs(), 1))))
+    n_batches = -(-n // batch)
+    max_abs: dict[str, float] = {}
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(0, n, batch):
+        values = float_ref.execute(graph, calib[i : i + batch])
+        values[GRAPH_INPUT] = calib[i : i + batch]
+        for name, v in values.items():
+            max_abs[name] = max(max_abs.get(name, 0.0), float(np.max(np.abs(v))) if v.size else 0.0)
+            parts.setdefault(name, []).append(_sample(v, seed=i, size=SAMPLE // n_batches + 1))
+    return max_abs, {name: np.concatenate(p) for name, p in parts.items()}
+
+
+class _Groups:
+    """Union-find over tensor names that must share one format (concat inputs, max-pool in/out)."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def tied_tensors(graph: Graph) -> _Groups:
+    groups = _Groups()
+    for layer in graph.layers:
+        groups.find(layer.name)
+        if layer.kind == "concat":
+            for src in layer.inputs:
+                groups.union(src, layer.name)
+        elif layer.kind == "pool" and layer.mode == "max":
+            groups.union(layer.inputs[0], layer.name)
+    groups.find(GRAPH_INPUT)
+    return groups
+
+
+def _acc_fits(wq_abs_rowsum: np.ndarray, bias_q: np.ndarray, in_bits: int) -> bool:
+    bound = wq_abs_rowsum * (1 << (in_bits - 1)) + np.abs(bias_q)
+    return bool(bound.size == 0 or bound.max() <= (1 << 31) - 1)
+
+
+def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int) -> Formats:
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
+    source = {"kind": "user", "samples": None}
+    if calib is None:
+        calib = synthetic_calibration(graph)
+        source = dict(SYNTHETIC)
+    calib = np.asarray(calib, dtype=np.float64)
+    if calib.ndim == len(graph.input_shape):
+        calib = calib[None]
+    source["samples"] = int(calib.shape[0])
+    max_abs, samples = collect(graph, calib)
+
+    groups = tied_tensors(graph)
+    members: dict[str, list[str]] = {}
+    for name in [GRAPH_INPUT] + [layer.name for layer in graph.layers]:
+        members.setdefault(groups.find(name), []).append(name)
+    act_fmt: dict[str, QFormat] = {}
+    for root, names in members.items():
+        data = np.concatenate([samples[n] for n in names])
+        fmt = QFormat(bits, choose_frac(data, bits, method, max(max_abs[n] for n in names)))
+        for n in names:
+            act_fmt[n] = fmt
+
+    layers = {}
+    for layer in graph.layers:
+        v = samples[layer.name]
+        out = act_fmt[layer.name]
+        st = {"max_abs": max_abs[layer.name],
+              "clipped": float(np.mean(np.abs(v) >= out.max_value + out.step / 2)) if v.size else 0.0}
+        wfmt = None
+        if layer.has_weights:
+            w = np.asarray(layer.weight, dtype=np.float64)
+            wfmt = QFormat(weight_bits, choose_frac(w, weight_bits, "maxabs" if method == "maxabs" else "mse"))
+            in_fmt = act_fmt[layer.inputs[0]]
+            # Keep the worst-case accumulator inside int32: give up weight precision, never wrap.
+            reduced = 0
+            while True:
+                wq = fx.quantize_tensor(w, wfmt).reshape(w.shape[0], -1)
+                bq, _ = fx.quantize_bias(layer.bias, in_fmt.frac + wfmt.frac)
+                if _acc_fits(np.abs(wq).sum(axis=1), bq, in_fmt.bits) or wfmt.frac <= -MAX_ABS_FRAC:
+                    break
+                wfmt = QFormat(weight_bits, wfmt.frac - 1)
+                reduced += 1
+            st["w_max_abs"] = float(np.max(np.abs(w))) if w.size else 0.0
+            if reduced:
+                st["w_frac_reduced_for_accumulator"] = reduced
+        st["sqnr_db"] = _tensor_sqnr(v, out)
+        layers[layer.name] = LayerFormat(out, wfmt, st)
+
+    stats = {"method": method, "bits": bits, "weight_bits": weight_bits, "calibration": source,
+             "input_max_abs": max_abs[GRAPH_INPUT]}
+    return Formats(act_fmt[GRAPH_INPUT], layers, stats)
+
+
+def _tensor_sqnr(v: np.ndarray, fmt: QFormat) -> float:
+    s = _sample(v)
+    err = quant_mse(s, fmt)
+    sig = float(np.mean(s * s))
+    if err == 0:
+        return 999.0
+    return round(10 * math.log10(sig / err), 2) if sig > 0 else -999.0

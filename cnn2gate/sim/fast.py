@@ -1,0 +1,354 @@
+"""Fast integer path: the same arithmetic as sim/reference.py, on BLAS.
+
+Activations travel as float32 arrays holding exact integers (|q| <= 2^15).
+
+Why float GEMM is exact here: every intermediate value a GEMM (any blocking,
+any summation order, with or without FMA) produces for one output element is
+a sum of a subset of that element's products w*x. Those are integers, and if
+the sum of all their magnitudes is at most 2^24 (float32) or 2^53 (float64),
+every subset sum is an integer no larger, hence exactly representable, and no
+operation ever rounds. `plan_chunks` splits K so that each chunk meets that
+bound for the worst input the format allows (|x| <= 2^(in_bits-1)); chunk
+results are then added in float64, exact below 2^53.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..ir.windows import pad_nchw, patches
+from ..quant import fixedpoint as fx
+from ..quant.params import QLayer
+from . import reference
+
+F32_EXACT = 1 << 24
+F64_EXACT = 1 << 53
+#: below this average chunk width float32 GEMMs lose to one float64 GEMM
+MIN_F32_CHUNK = 96
+
+
+def plan_chunks(wabs: np.ndarray, xmax: int, limit: int) -> list[tuple[int, int]] | None:
+    """Greedy split of [0, K) so every row's sum of |w|*xmax over a chunk is <= limit (None: impossible)."""
+    m, k = wabs.shape
+    cs = np.zeros((m, k + 1), dtype=np.int64)
+    np.cumsum(wabs * xmax, axis=1, out=cs[:, 1:])
+    chunks, start = [], 0
+    while start < k:
+        d = (cs[:, start + 1 :] - cs[:, start : start + 1]).max(axis=0)
+        step = int(np.searchsorted(d, limit, side="right"))
+        if step == 0:
+            return None
+        chunks.append((start, start + step))
+        start += step
+    return chunks
+
+
+class GemmPlan:
+    """How one conv/dense layer's dot products run exactly: dtype, K chunks, where the bias goes.
+
+    When one chunk suffices and the whole sum (bias and rounding constant
+    included) stays exact, the plan is "fused": the weights are pre-scaled by
+    2^-s and the bias becomes (bias + 2^(s-1)) * 2^-s, so the GEMM yields
+    z = (acc + 2^(s-1)) * 2^-s exactly (a power-of-two scale keeps every partial
+    sum exact) and the output is just floor(z) clipped.
+    """
+
+    def __init__(self, wmat: np.ndarray, bias: np.ndarray, xmax: int, shift: int | None = None):
+        wabs = np.abs(wmat)
+        k = wmat.shape[1]
+        chunks = plan_chunks(wabs, xmax, F32_EXACT) if k else [(0, 0)]
+        if chunks is not None and (len(chunks) == 1 or k / len(chunks) >= MIN_F32_CHUNK):
+            self.dtype = np.float32
+        else:
+            chunks = plan_chunks(wabs, xmax, F64_EXACT)
+            if chunks is None:
+                raise OverflowError("a single product exceeds 2^53")
+            self.dtype = np.float64
+        self.chunks = chunks
+        limit = F32_EXACT if self.dtype == np.float32 else F64_EXACT
+        rows = wabs.sum(axis=1) * xmax
+        bound = rows + np.abs(bias)
+        self.bound = int(bound.max()) if bound.size else 0
+        # -100 <= shift keeps the scaled values normal floats (no subnormal rounding);
+        # shift <= 53 keeps the rounding constant 2^(shift-1) inside the exact range
+        self.fused = shift is not None and -100 <= shift <= 53 and len(chunks) == 1
+        if self.fused:
+            half = (1 << (shift - 1)) if shift > 0 else 0
+            fused_bound = rows + np.abs(bias + half)
+            self.fused = (int(fused_bound.max()) if fused_bound.size else 0) <= limit
+        if self.fused:
+            scale = np.ldexp(1.0, -shift)
+            self.w = (wmat * scale).astype(self.dtype)
+            self.bias = ((bias + half) * scale).astype(self.dtype)
+            self.acc_dtype = self.dtype
+            self.shift = shift
+            return
+        self.w = wmat.astype(self.dtype)
+        # Bias folded into the single chunk's result only when the sum stays exact.
+        self.bias_inline = len(chunks) == 1 and self.bound <= limit
+        self.acc_dtype = self.dtype if self.bias_inline else np.float64
+        self.bias = bias.astype(self.acc_dtype)
+
+
+def _plans(q: QLayer) -> list[GemmPlan]:
+    plans = q.cache.get("plans")
+    if plans is None:
+        m = q.weight.shape[0]
+        g = q.layer.groups if q.kind == "conv" else 1
+        mg = m // g
+        xmax = 1 << (q.in_fmts[0].bits - 1)
+        wm = q.weight.reshape(m, -1)
+        # leaky needs the accumulator itself (its negative branch rounds acc * alpha)
+        shift = None if q.act == "leaky" else q.shift
+        plans = [GemmPlan(wm[i * mg : (i + 1) * mg], q.bias[i * mg : (i + 1) * mg], xmax, shift) for i in range(g)]
+        if len({p.fused for p in plans}) > 1:  # one output convention per layer
+            plans = [GemmPlan(wm[i * mg : (i + 1) * mg], q.bias[i * mg : (i + 1) * mg], xmax) for i in range(g)]
+        q.cache["plans"] = plans
+    return plans
+
+
+def _gemm(plan: GemmPlan, b_cols, out: np.ndarray | None = None) -> np.ndarray:
+    """plan.w (M, K) @ B (K, L) + bias exactly; b_cols(k0, k1) gives rows k0:k1 of B."""
+    if len(plan.chunks) == 1:
+        k0, k1 = plan.chunks[0]
+        if out is not None and out.dtype == plan.dtype:
+            np.matmul(plan.w[:, k0:k1], b_cols(k0, k1), out=out)
+        else:
+            res = plan.w[:, k0:k1] @ b_cols(k0, k1)
+            if out is None:
+                out = res.astype(plan.acc_dtype, copy=False)
+            else:
+                out[...] = res
+    else:
+        acc = None
+        for k0, k1 in plan.chunks:
+            part = plan.w[:, k0:k1] @ b_cols(k0, k1)
+            if acc is None:
+                acc = part.astype(np.float64)
+            else:
+                acc += part
+        if out is None:
+            out = acc
+        else:
+            out[...] = acc
+    out += plan.bias[:, None]
+    return out
+
+
+_scratch = threading.local()
+
+
+def _buffer(shape, dtype) -> np.ndarray:
+    """A reused scratch array (im2col): no page faults for a fresh allocation per layer."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.uint8)
+        _scratch.buf = buf
+    return buf[:size].view(dtype).reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free this thread's im2col buffer (it is kept between calls to avoid page faults)."""
+    _scratch.buf = None
+
+
+def conv(q: QLayer, x: np.ndarray):
+    layer = q.layer
+    n = x.shape[0]
+    m, cg, kh, kw = q.weight.shape
+    _, oh, ow = layer.out_shape
+    plans = _plans(q)
+    mg = m // layer.groups
+    if cg == 1 and all(len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans):
+        return _finish(q, _depthwise(q, x, plans), plans)
+    one_by_one = (kh, kw) == (1, 1) and layer.stride == (1, 1) and not any(layer.pads)
+    acc = np.empty((n, m, oh * ow), dtype=np.result_type(*[p.acc_dtype for p in plans]))
+    for i in range(n):
+        for gi, plan in enumerate(plans):
+            xg = x[i : i + 1, gi * cg : (gi + 1) * cg]
+            if one_by_one:
+                cols = xg.reshape(cg, oh * ow)
+                if cols.dtype != plan.dtype:
+                    cols = cols.astype(plan.dtype)
+            else:
+                v = patches(xg, (kh, kw), layer.stride, layer.pads, layer.dilation)[0]  # (C, OH, OW, kh, kw)
+                cols = _buffer((cg, kh, kw, oh, ow), plan.dtype)
+                cols[...] = v.transpose(0, 3, 4, 1, 2)
+                cols = cols.reshape(cg * kh * kw, oh * ow)
+            _gemm(plan, lambda k0, k1, c=cols: c[k0:k1], out=acc[i, gi * mg : (gi + 1) * mg])
+    return _finish(q, acc.reshape((n, m, oh, ow)), plans)
+
+
+def _depthwise(q: QLayer, x: np.ndarray, plans: list[GemmPlan]) -> np.ndarray:
+    """One input channel per group: multiply-add over the window taps, all channels at once.
+    Every partial sum is bias + a subset of the products, so the plan's bound keeps it exact."""
+    layer = q.layer
+    m, _, kh, kw = q.weight.shape
+    _, oh, ow = layer.out_shape
+    sh, sw = layer.stride
+    dh, dw = layer.dilation
+    w = np.concatenate([p.w for p in plans])  # (M, kh*kw)
+    bias = np.concatenate([p.bias for p in plans])
+    src = np.arange(m) // (m // layer.groups)
+    xin = x if m == x.shape[1] else x[:, src]
+    xp = pad_nchw(xin, layer.pads)
+    acc = np.empty((x.shape[0], m, oh, ow), dtype=np.float32)
+    acc[...] = bias[None, :, None, None]
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            tap = xp[:, :, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
+            acc += tap * w[:, ky * kw + kx][None, :, None, None]
+    return acc
+
+
+def dense(q: QLayer, x: np.ndarray):
+    plan = _plans(q)[0]
+    flat = x.reshape(x.shape[0], -1)
+    if flat.dtype != plan.dtype:
+        flat = flat.astype(plan.dtype)
+    acc = _gemm(plan, lambda k0, k1: flat[:, k0:k1].T)  # (M, N)
+    return _finish(q, acc.T, [plan])
+
+
+def _finish(q: QLayer, acc: np.ndarray, plans: list[GemmPlan]):
+    """Stats on the exact accumulators, then the requant step in floating point."""
+    if plans[0].fused:
+        return _finish_fused(q, acc)
+    acc_min = float(acc.min()) if acc.size else 0.0
+    acc_max = float(acc.max()) if acc.size else 0.0
+    info = {"acc_min": int(acc_min), "acc_max": int(acc_max), "sat_low": 0, "sat_high": 0}
+    t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
+    if q.act == "leaky" or acc_min < t_lo or acc_max > t_hi:
+        info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
+    bound = max(p.bound for p in plans)
+    return requant_float(q, acc, bound), info
+
+
+def _finish_fused(q: QLayer, z: np.ndarray):
+    """z = (acc + 2^(s-1)) 2^-s (s > 0) or acc 2^-s (s <= 0), exact: floor and clip give the output."""
+    s, fmt = q.shift, q.out
+    z_min = float(z.min()) if z.size else 0.0
+    z_max = float(z.max()) if z.size else 0.0
+    half = (1 << (s - 1)) if s > 0 else 0
+
+    def to_acc(v):  # exact: v has at most 24 (53) significant bits
+        return int(np.ldexp(v, s)) - half if s > 0 else int(np.ldexp(v, s))
+
+    info = {"acc_min": to_acc(z_min), "acc_max": to_acc(z_max), "sat_low": 0, "sat_high": 0}
+    if z_min < fmt.lo:
+        info["sat_low"] = int(np.count_nonzero(z < fmt.lo))
+    if z_max >= fmt.hi + 1:
+        info["sat_high"] = int(np.count_nonzero(z >= fmt.hi + 1))
+    if s > 0:
+        np.floor(z, out=z)
+    lo = 0 if q.act in ("relu", "relu6") else fmt.lo
+    hi = q.six_q if q.act == "relu6" else fmt.hi
+    np.clip(z, lo, hi, out=z)
+    return z.astype(np.float32, copy=False), info
+
+
+def _sat_counts(q: QLayer, a: np.ndarray) -> tuple[int, int]:
+    if q.act != "leaky":
+        t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
+        return int(np.count_nonzero(a < t_lo)), int(np.count_nonzero(a > t_hi))
+    return fx.saturation_counts(a.astype(np.int64), q.shift, q.out, q.act, q.alpha_q)
+
+
+def requant_float(q: QLayer, acc: np.ndarray, bound: int) -> np.ndarray:
+    """fx.requant on an exact integer-valued float array; returns float32 (in place where possible).
+
+    acc * 2^-s only moves the exponent, and (acc + 2^(s-1)) * 2^-s is exact while
+    |acc| + 2^(s-1) fits the mantissa, so floor() rounds exactly as rshift_round.
+    Outside that range (and for leaky, whose negative branch multiplies by
+    alpha_q) the integer implementation runs instead.
+    """
+    s = q.shift
+    if q.act == "leaky" or bound >= F64_EXACT // 2:
+        return fx.requant(acc.astype(np.int64), s, q.out, q.act, q.alpha_q).astype(np.float32)
+    if s > 0 and acc.dtype == np.float32 and bound + (1 << (s - 1)) > F32_EXACT:
+        acc = acc.astype(np.float64)
+    y = _round_clip(acc, s, q.out)
+    if q.act == "relu":
+        np.maximum(y, 0, out=y)
+    elif q.act == "relu6":
+        np.clip(y, 0, q.six_q, out=y)
+    return y.astype(np.float32, copy=False)
+
+
+def _round_clip(a: np.ndarray, s: int, fmt) -> np.ndarray:
+    if s > 0:
+        a *= a.dtype.type(np.ldexp(1.0, -s))
+        a += a.dtype.type(0.5)
+        np.floor(a, out=a)
+    elif s < 0:
+        # exact pre-clamp and shift cap, as in fx.requant (2^k stays a finite float)
+        a = np.clip(a, fmt.lo, fmt.hi)
+        a *= a.dtype.type(np.ldexp(1.0, min(-s, fmt.bits + 1)))
+    np.clip(a, fmt.lo, fmt.hi, out=a)
+    return a
+
+
+def max_pool(q: QLayer, x: np.ndarray):
+    """Elementwise maximum over the kh*kw window taps (padding never wins: -inf)."""
+    layer = q.layer
+    kh, kw = layer.kernel
+    sh, sw = layer.stride
+    _, oh, ow = layer.out_shape
+    xp = pad_nchw(x, layer.pads, -np.inf) if any(layer.pads) else x
+    y = None
+    for ky in range(kh):
+        for kx in range(kw):
+            tap = xp[:, :, ky : ky + (oh - 1) * sh + 1 : sh, kx : kx + (ow - 1) * sw + 1 : sw]
+            if y is None:
+                y = np.array(tap, dtype=np.float32)
+            else:
+                np.maximum(y, tap, out=y)
+    info = {"acc_min": int(y.min()) if y.size else 0, "acc_max": int(y.max()) if y.size else 0,
+            "sat_low": 0, "sat_high": 0}
+    if q.act == "relu":
+        np.maximum(y, 0, out=y)
+    elif q.act == "relu6":
+        np.clip(y, 0, q.six_q, out=y)
+    return y, info
+
+
+def add(q: QLayer, *xs: np.ndarray):
+    """Aligned sum in float64: each term has at most 16 significant bits and the total stays
+    below 2^52 (checked), so every addition is exact."""
+    bound = sum((1 << (f.bits - 1)) << k for f, k in zip(q.in_fmts, q.in_shifts))
+    if bound >= F64_EXACT // 2 or q.act == "leaky":
+        y, acc = reference.run_kernel(q, *(x.astype(np.int64) for x in xs))
+        return y.astype(np.float32), reference.acc_info(q, acc)
+    acc = np.zeros(xs[0].shape, dtype=np.float64)
+    for x, k in zip(xs, q.in_shifts):
+        acc += x * np.ldexp(1.0, k) if k else x
+    acc_min = float(acc.min()) if acc.size else 0.0
+    acc_max = float(acc.max()) if acc.size else 0.0
+    info = {"acc_min": int(acc_min), "acc_max": int(acc_max), "sat_low": 0, "sat_high": 0}
+    t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
+    if acc_min < t_lo or acc_max > t_hi:
+        info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
+    return requant_float(q, acc, bound), info
+
+
+def run_layer(q: QLayer, *xs: np.ndarray):
+    """(y as float32 integers, accumulator info) for one layer."""
+    kind = q.kind
+    if kind == "conv":
+        return conv(q, _f32(xs[0]))
+    if kind == "dense":
+        return dense(q, _f32(xs[0]))
+    if kind == "pool" and q.layer.mode == "max" and q.act != "leaky":
+        return max_pool(q, _f32(xs[0]))
+    if kind == "add":
+        return add(q, *(_f32(x) for x in xs))
+    # The remaining kinds are memory-bound: the int64 reference is fast enough.
+    y, acc = reference.run_kernel(q, *(np.asarray(x).astype(np.int64) for x in xs))
+    return y.astype(np.float32), reference.acc_info(q, acc)
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.float32 else x.astype(np.float32)
