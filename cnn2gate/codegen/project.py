@@ -12,6 +12,10 @@ from ..atomic import make_temp_dir, replace_dir_atomic
 from ..errors import Cnn2GateError, OutputError
 from ..ir.layers import Graph
 from ..quant.params import QuantizedGraph, quantize_params
+from ..hw import estimate
+from ..report import build_report, write_fact
+from ..report.producers import estimate_fact, formats_fact, model_fact, sim_fact
+from ..sim import report as sim_report
 from ..sim import simulate
 from . import layout
 from .names import clean, model_ident
@@ -49,8 +53,22 @@ def compile_project(graph: Graph, formats, board, config, out_dir, *, force: boo
     x = default_input(graph) if golden_input is None else _batch(graph, golden_input)
     sim = simulate(graph, qg, x)
     files = project_files(plan, qg, sim, _board_name(board), clean(str(getattr(board, "bsp", "") or "")))
-    write_tree(out_dir, files, force=force)
+    facts = project_facts(graph, qg, x, board, config)
+    write_tree(out_dir, files, force=force, finish=lambda tmp: _record(tmp, facts))
     return out_dir
+
+
+def project_facts(graph: Graph, qg: QuantizedGraph, x: np.ndarray, board, config) -> dict:
+    """What the report shows about a compiled project: model, formats, fidelity, cost."""
+    est = estimate(graph, board, config, qg.formats)
+    return {"model": model_fact(graph), "formats": formats_fact(qg.formats),
+            "sim": sim_fact(sim_report(graph, qg, x)), "estimate": estimate_fact(est)}
+
+
+def _record(folder: Path, facts: dict) -> None:
+    for name, doc in facts.items():
+        write_fact(folder, name, doc)
+    build_report(folder)
 
 
 def _batch(graph: Graph, x) -> np.ndarray:
@@ -151,13 +169,17 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
     }
 
 
-def write_tree(out_dir: Path, files: dict[str, bytes], *, force: bool) -> None:
-    """Write into a temporary sibling directory, then rename it into place (cnn2gate.atomic)."""
+def write_tree(out_dir: Path, files: dict[str, bytes], *, force: bool, finish=None) -> None:
+    """Write into a temporary sibling directory, then rename it into place (cnn2gate.atomic).
+
+    finish(tmp) adds what is produced from files on disk (the report) before the rename."""
     out_dir = Path(out_dir)
     tmp = make_temp_dir(out_dir, "project")
     try:
         for rel in sorted(files):
             _write_file(tmp / rel, files[rel])
+        if finish is not None:
+            finish(tmp)
         os.chmod(tmp, 0o755)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import click
 import numpy as np
 
-from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project
+from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project, record_emulation
 from ..errors import Cnn2GateError, VerificationError
 from .quantize import check_batch, load_array
 
@@ -46,12 +46,14 @@ def command(project, input_path, labels, timeout, dump_dir, channel_depth):
         for name, ms in res.layer_ms.items():
             click.echo(f"{name:40s} {ms:10.3f}")
         click.echo(f"{'(wall clock per image)':40s} {res.wall_ms_per_image:10.3f}")
+    acc = None
     if labels:
         y = load_array(labels, "labels").reshape(-1)
         if len(y) != res.images:
             raise Cnn2GateError(f"{labels}: {len(y)} labels for {res.images} inputs")
         acc = float(np.mean(res.outputs.reshape(res.images, -1).argmax(axis=1) == y))
-        click.echo(f"top-1 accuracy (emulated): {acc:.4f}")
+        click.echo(f"top-1 accuracy (emulated): {acc * 100:.2f} %")
+    record_emulation(project, res, accuracy=acc)
     if dump_dir and res.layer_mismatches:
         bad = [name for name, n in res.layer_mismatches.items() if n]
         click.echo(f"layer dumps in {dump_dir}: {len(res.layer_mismatches) - len(bad)} of "

@@ -59,5 +59,15 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
                         channel_depth=channel_depth)
 
 
-__all__ = ["emulate_project", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",
+def record_emulation(project, result: EmulationResult, *, accuracy: float | None = None) -> None:
+    """Leave the verdict in the project's facts and refresh its report."""
+    from ..report import build_report, write_fact
+    from ..report.producers import emulation_fact
+
+    write_fact(project, "emulation", emulation_fact(result, accuracy=accuracy,
+                                                    seconds=result.wall_ms_per_image * result.images / 1e3))
+    build_report(project)
+
+
+__all__ = ["emulate_project", "record_emulation", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",
            "RuntimeMissing", "emulator_available", "opencl_env", "DEFAULT_TIMEOUT", "EMULATION_CHANNEL_DEPTH"]

@@ -28,12 +28,15 @@ SECTIONS = [
 
 
 def build_report(folder: str | os.PathLike) -> tuple[Path, Path]:
-    """Read `folder`/facts, write `folder`/report.html and `folder`/report.json; return both paths."""
+    """Read `folder`/facts, write `folder`/report.html and `folder`/report.json; return both paths.
+
+    The folder's own name is not part of the output, so a report built in a temporary
+    folder and moved into place is identical to one built in place."""
     root = Path(folder)
     facts = read_facts(root)
     derived = derive(facts)
-    sections = [(sid, title) for sid, title, need in SECTIONS if need in facts]
-    html = render_html(root.resolve().name, facts, derived, sections)
+    sections = [(sid, heading) for sid, heading, need in SECTIONS if need in facts]
+    html = render_html(facts, derived, sections)
     doc = {"cnn2gate_version": __version__, "sections": [sid for sid, _ in sections],
            "facts": facts, "derived": derived}
     html_path, json_path = root / HTML_NAME, root / JSON_NAME
@@ -74,7 +77,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(project: str, facts: dict, derived: dict, sections: list[tuple[str, str]]) -> str:
+def render_html(facts: dict, derived: dict, sections: list[tuple[str, str]]) -> str:
     template = _environment().get_template("report.html.j2")
-    return template.render(project=project, facts=facts, derived=derived, sections=sections,
+    return template.render(facts=facts, derived=derived, sections=sections,
                            images=figures(facts, derived), colours=plots.COLOURS, version=__version__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .facts import FORMAT_KEYS, RESOURCES, ReportError
+from .facts import FORMAT_KEYS, RESOURCES, WEIGHT_FORMAT_KEYS, ReportError
 
 
 def derive(facts: dict) -> dict:
@@ -54,7 +54,7 @@ def _join(layer: dict, by_fact: dict, total_ms: float | None) -> dict:
     row = {key: layer.get(key) for key in ("name", "kind", "detail", "act", "in_shape", "out_shape",
                                            "params", "macs")}
     fmt = by_fact["formats"].get(name)
-    row["format"] = None if fmt is None else {k: fmt[k] for k in FORMAT_KEYS}
+    row["format"] = None if fmt is None else {k: fmt[k] for k in FORMAT_KEYS + WEIGHT_FORMAT_KEYS if k in fmt}
     sim = by_fact["sim"].get(name)
     row["sim"] = None if sim is None else {k: sim.get(k) for k in ("sqnr_db", "saturations", "acc_bits",
                                                                      "acc_bits_worst")}

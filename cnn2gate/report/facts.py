@@ -65,7 +65,8 @@ FACTS: dict[str, FactSpec] = {
 EMULATION_VERDICTS = ("PASS", "FAIL", "TIMEOUT")
 BOUNDS = ("compute", "memory", "none")  # none: a layer with no arithmetic to speak of
 RESOURCES = ("dsp", "alm", "ram_blocks")
-FORMAT_KEYS = ("w_bits", "w_frac", "a_bits", "a_frac")
+FORMAT_KEYS = ("a_bits", "a_frac")
+WEIGHT_FORMAT_KEYS = ("w_bits", "w_frac")  # only layers with weights have them
 
 
 class ReportError(Cnn2GateError):
@@ -211,7 +212,7 @@ def _check_formats(doc: dict, where) -> None:
     _require(doc["input"], ("bits", "frac"), f"{where} input")
     for layer, fmt in doc["layers"].items():
         _require(fmt, FORMAT_KEYS, f"{where} layer {layer!r}")
-        for key in FORMAT_KEYS:
+        for key in FORMAT_KEYS + tuple(k for k in WEIGHT_FORMAT_KEYS if k in fmt):
             if isinstance(fmt[key], bool) or not isinstance(fmt[key], int):
                 raise ReportError(f"{where} layer {layer!r}: {key!r} must be an integer, got {fmt[key]!r}")
 
