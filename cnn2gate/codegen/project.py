@@ -179,7 +179,10 @@ def write_tree(out_dir: Path, files: dict[str, bytes], *, force: bool, finish=No
         for rel in sorted(files):
             _write_file(tmp / rel, files[rel])
         if finish is not None:
-            finish(tmp)
+            try:
+                finish(tmp)
+            except Cnn2GateError as err:  # name the output the user asked for, not the temporary folder
+                raise type(err)(str(err).replace(str(tmp), str(out_dir))) from None
         os.chmod(tmp, 0o755)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)

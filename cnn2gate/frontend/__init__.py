@@ -50,7 +50,9 @@ def convert(model: onnx.ModelProto, *, source: str = "<memory>", base_dir=None, 
 def _guarded(source: str, run) -> Graph:
     try:
         return run()
-    except ModelError:
+    except ModelError as err:
+        if source not in str(err):  # every message names the file, whichever pass raised it
+            raise ModelError(f"{source}: {err}") from err
         raise
     except Exception as err:  # a malformed model can trip onnx/numpy/the OS anywhere; report it as the model's fault
         raise ModelError(f"{source}: cannot convert the model ({type(err).__name__}: {err})") from err
@@ -73,10 +75,12 @@ def _convert(model: onnx.ModelProto, source: str, input_shape, fallback_name: st
             break
         inferred = _prepare.infer_shapes(wgraph.to_model(g, model, small_consts_only=True), source)
         wgraph.update_shapes(g, inferred)
-    checks.check_weights(g)  # again: Constant nodes are values only now    g.name = model.graph.name or fallback_name
+    checks.check_weights(g)  # again: Constant nodes are values only now
+    g.name = model.graph.name or fallback_name
     checks.check_shapes(g)
     run_stage(g, STAGE2)
     graph = lower(g)
+    checks.check_layer_values(graph, source)
     graph.meta["opset"] = g.opset
     graph.meta["source_opset"] = source_opset
     return graph

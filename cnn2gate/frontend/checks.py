@@ -35,3 +35,18 @@ def check_shapes(g: WGraph) -> None:
             for t in n.inputs[1:]:
                 if t in g.consts and g.consts[t].size == 0:
                     raise ModelError(f"{g.source}: node {n.name or n.op!r} ({n.op}) has an empty weight {t!r}")
+
+
+def check_layer_values(graph, source: str) -> None:
+    """NaN/Inf in a layer's folded parameters (e.g. a BatchNormalization with a negative
+    variance folded into its convolution) → ModelError naming the layer and its nodes."""
+    for layer in graph.layers:
+        for what in ("weight", "bias"):
+            value = getattr(layer, what, None)
+            if value is None or not np.issubdtype(np.asarray(value).dtype, np.floating):
+                continue
+            if not np.all(np.isfinite(value)):
+                nodes = f" (nodes {layer.source})" if getattr(layer, "source", "") else ""
+                raise ModelError(f"{source}: layer {layer.name!r}{nodes}: folding the model's constants gives "
+                                 f"NaN/Inf {what}s (a BatchNormalization with a negative variance, or values "
+                                 f"beyond float32?)")

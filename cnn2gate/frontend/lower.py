@@ -64,6 +64,8 @@ class Lowering:
 
     def add(self, n: Node, layer: Layer, squeezed: bool = False) -> None:
         ir = tuple(layer.infer_shape())
+        if any(int(d) <= 0 for d in ir):
+            raise Unsupported(f"output shape {ir} is empty: the window does not fit the input {tuple(layer.in_shape)}")
         onnx_shape = self.g.shape(n.outputs[0])
         if onnx_shape is not None:
             want = tuple(onnx_shape[1:])

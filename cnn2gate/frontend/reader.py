@@ -37,8 +37,28 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelError(f"{p}: not a valid ONNX file (truncated or not protobuf): {err}") from err
     if not model.HasField("graph") or not model.graph.node:
         raise ModelError(f"{p}: not an ONNX model (no graph or no nodes)")
+    _check_utf8(model.graph, str(p))
     load_external_data(model, p.parent, str(p))
     return model
+
+
+def _check_utf8(graph: onnx.GraphProto, source: str) -> None:
+    """Names must be UTF-8 text; protobuf hands back bytes for anything else, which nothing expects."""
+    def bad(value) -> bool:
+        return isinstance(value, bytes)
+
+    if bad(graph.name):
+        raise ModelError(f"{source}: the graph name is not valid UTF-8")
+    for what, items in (("graph input", graph.input), ("graph output", graph.output),
+                        ("initializer", graph.initializer), ("value_info", graph.value_info)):
+        for i, item in enumerate(items):
+            if bad(item.name):
+                raise ModelError(f"{source}: {what} #{i} has a name that is not valid UTF-8: {item.name!r}")
+    for i, n in enumerate(graph.node):
+        fields = [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+        if any(bad(v) for v in fields):
+            label = n.name if isinstance(n.name, str) and n.name else f"#{i}"
+            raise ModelError(f"{source}: node {label!r} has a name, op type or tensor name that is not valid UTF-8")
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:

@@ -146,7 +146,9 @@ def _label_slowest(ax, points: list[dict], lo: float, hi: float, count: int = 5)
 
 
 def shorten(name: str, limit: int = 22) -> str:
-    """Long layer names cut in the middle: 'layers_layers_2_downsample_0' -> 'layers_lay…nsample_0'."""
+    """Long layer names cut in the middle: 'layers_layers_2_downsample_0' -> 'layers_lay…nsample_0'.
+    Control characters (which no font can draw) become spaces."""
+    name = "".join(ch if ch.isprintable() else " " for ch in name)
     if len(name) <= limit:
         return name
     keep = limit - 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import ModelError
 from ..wgraph import INTERNAL, Node, WGraph
 from .base import Rule, const_of, merge_sources
 from .canonical import is_dense
@@ -41,7 +42,11 @@ def _is_inference_bn(g: WGraph, n: Node) -> bool:
 
 def _bn_to_affine(g: WGraph, n: Node) -> None:
     scale, bias, mean, var = (g.consts[n.inputs[i]].astype(np.float64).reshape(-1) for i in range(1, 5))
-    s = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
+    denom = var + float(n.attrs.get("epsilon", 1e-5))
+    if not np.all(denom > 0):  # a corrupt model: the folded weights would be NaN/Inf
+        raise ModelError(f"{g.source}: node {n.name or n.op!r} (BatchNormalization): variance + epsilon must be "
+                         f"positive, got {float(np.min(denom)):.4g} in {n.inputs[4]!r}")
+    s = scale / np.sqrt(denom)
     _make_affine(g, n, n.inputs[0], s, bias - mean * s)
 
 
