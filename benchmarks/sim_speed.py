@@ -1,12 +1,20 @@
 """Bit-accurate simulation speed vs onnxruntime float32 on the same model, same process, same threads.
 
-    python benchmarks/sim_speed.py [--models vgg16,resnet18] [--threads N] [--repeat 5]
+    python benchmarks/sim_speed.py [--models vgg16,resnet18] [--threads N] [--repeat 10] [--ort-spinning 0|1]
 
 Models are the full-size random-weight networks of examples/models.py (224x224,
 batch 1). The simulator runs its fast path (exact integer arithmetic on BLAS)
 with 8-bit formats calibrated on two synthetic images. The two sides run
-alternately; the ratio uses the best of N runs of each (the ratio of medians is
-printed as well). Last line: `ratio sim/onnxruntime: X` for the first model.
+alternately, so load from other processes hits both alike; per model the ratio
+of the best of N runs of each and the ratio of medians are printed. Last line:
+`ratio sim/onnxruntime: X`, the ratio of medians for the first model.
+
+Threads: onnxruntime gets `--threads` intra-op threads; the BLAS is limited to
+the same count (threadpoolctl), and the simulator runs its tiled GEMMs on that
+many threads with the BLAS held at one thread meanwhile (sim/fast.py).
+onnxruntime's workers spin while waiting for work by default
+(`session.intra_op.allow_spinning`); `--ort-spinning 0` turns that off, which
+frees the cores between its runs but can cost onnxruntime some latency.
 ONNX exports are cached in $CNN2GATE_BENCH_CACHE (default /tmp/cnn2gate-bench-cache).
 """
 from __future__ import annotations
@@ -40,7 +48,7 @@ def _times(fns, repeat: int) -> list[list[float]]:
     return times
 
 
-def bench(name: str, threads: int, repeat: int) -> float:
+def bench(name: str, threads: int, repeat: int, ort_spinning: str = "1") -> float:
     import onnxruntime as ort
 
     from cnn2gate.frontend import load_model
@@ -60,6 +68,7 @@ def bench(name: str, threads: int, repeat: int) -> float:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", ort_spinning)
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}
     result = {}
@@ -80,11 +89,13 @@ def bench(name: str, threads: int, repeat: int) -> float:
     y_sim = result["r"].output_float.reshape(1, -1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{name}: {graph.total_macs() / 1e9:.2f} GMAC, best of {repeat}: onnxruntime {t_ort * 1e3:.1f} ms, "
-          f"simulator {t_sim * 1e3:.1f} ms, ratio {t_sim / t_ort:.2f} (ratio of medians {med_ratio:.2f}), "
+          f"simulator {t_sim * 1e3:.1f} ms, ratio {t_sim / t_ort:.2f}; medians: onnxruntime "
+          f"{statistics.median(ts_ort) * 1e3:.1f} ms, simulator {statistics.median(ts_sim) * 1e3:.1f} ms, "
+          f"ratio {med_ratio:.2f}; "
           f"quantise {t_quant:.1f} s, output SQNR vs onnxruntime {sqnr_db(y_ort, y_sim):.1f} dB, "
           f"simulator peak allocation {sim_peak_mb:.0f} MB (NumPy, one run), process peak RSS {peak_mb:.0f} MB",
           flush=True)
-    return t_sim / t_ort
+    return med_ratio
 
 
 def main(argv=None) -> int:
@@ -92,14 +103,21 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="vgg16,resnet18")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--ort-spinning", choices=["0", "1"], default="1",
+                    help="onnxruntime session.intra_op.allow_spinning (default 1, its own default)")
     args = ap.parse_args(argv)
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    print(f"threads: {args.threads} (onnxruntime intra-op and BLAS)", flush=True)
+    print(f"threads: {args.threads} (onnxruntime intra-op and BLAS), onnxruntime spinning {args.ort_spinning}, "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     ratios = []
     with threadpool_limits(limits=args.threads):
+        blas = [f"{i['internal_api']} {i['version']} ({i['threading_layer']}): {i['num_threads']} threads"
+                for i in threadpool_info() if i["user_api"] == "blas"]
+        print("BLAS:", "; ".join(blas) or "none found", flush=True)
         for name in args.models.split(","):
-            ratios.append(bench(name.strip(), args.threads, args.repeat))
+            ratios.append(bench(name.strip(), args.threads, args.repeat, args.ort_spinning))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(f"ratio sim/onnxruntime: {ratios[0]:.2f}")
     return 0
 

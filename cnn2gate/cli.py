@@ -15,7 +15,7 @@ from . import __version__
 from .errors import Cnn2GateError, VerificationError
 
 #: command modules under cnn2gate.commands, in help order
-COMMANDS = ["inspect", "boards"]
+COMMANDS = ["inspect", "boards", "estimate", "report", "quantize", "simulate", "compile", "emulate", "explore"]
 
 
 class _Group(click.Group):

@@ -385,3 +385,55 @@ def test_keep_output_drops_intermediates_but_not_results():
     assert list(lean.ints) == [g.output]
     np.testing.assert_array_equal(lean.output_int, full.output_int)
     np.testing.assert_allclose(full.output_float, full.output_int * 2.0 ** -fm.out(g.output).frac)
+
+
+@pytest.fixture
+def tiny_tiles(monkeypatch):
+    """The worker-tiled paths of sim/fast.py with 3 workers and the smallest tiles: one output row
+    (or a few channels) per tile, split channels, shared im2col; the BLAS itself is left alone."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def three_workers():
+        yield 3
+
+    monkeypatch.setattr(fast, "_single_threaded_blas", three_workers)
+    monkeypatch.setattr(fast, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(fast, "TILE_BYTES", 1)
+    monkeypatch.setattr(fast, "MIN_TILE_COLS", 1)
+    monkeypatch.setattr(fast, "MIN_TILE_CHANNELS", 1)
+    monkeypatch.setattr(fast, "MIN_PARALLEL_SIZE", 1)
+
+
+@pytest.mark.parametrize("kind", ["conv", "dense", "pool-max"])
+def test_tiled_paths_equal_reference(kind, tiny_tiles):
+    @SETTINGS
+    @given(problem(kind), st.booleans())
+    def run(p, force_chunks):
+        graph, formats, x, name = p
+        check_paths(graph, formats, x, name, force_chunks)
+
+    run()
+
+
+@pytest.mark.parametrize("tiles_per_worker", [1, 4])
+def test_tiled_conv_layer_shapes(tiles_per_worker, monkeypatch):
+    """Wider convs than the hypothesis problems (row blocks with several rows, channel blocks,
+    1x1, stride 2), tiled on 2 workers, agree with the reference bit for bit, stats included."""
+    monkeypatch.setattr(fast, "TILES_PER_WORKER", tiles_per_worker)
+    monkeypatch.setattr(fast, "MIN_TILE_CHANNELS", 8)
+    rng = np.random.default_rng(5)
+    for kernel, stride, pad, hw, m in [(3, 1, 1, 20, 40), (1, 1, 0, 9, 33), (3, 2, 1, 15, 24), (5, 1, 2, 6, 70)]:
+        b = Builder("t", (6, hw, hw), int(rng.integers(1000)))
+        name = b.conv(GRAPH_INPUT, m, kernel, stride=stride, pad=pad, act="relu")
+        g = b.build()
+        fm = quantize(g, bits=8, method="maxabs")
+        qg = quantize_params(g, fm)
+        assert fast._plans(qg[name])[0].fused
+        x = rng.standard_normal((2, 6, hw, hw))
+        ref = simulate(g, fm, x, path="reference")
+        xin = ref.input_int.astype(np.float32)
+        for workers in (1, 2, 3):
+            y, info = fast._tiled_conv(qg[name], xin, fast._plans(qg[name])[0], workers)
+            np.testing.assert_array_equal(y.astype(np.int64), ref.ints[name])
+            assert fast.reference.acc_info(qg[name], fast.reference.run_kernel(qg[name], ref.input_int)[1]) == info

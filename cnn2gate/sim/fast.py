@@ -13,9 +13,13 @@ results are then added in float64, exact below 2^53.
 """
 from __future__ import annotations
 
+import itertools
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..ir.windows import pad_nchw, patches
 from ..quant import fixedpoint as fx
@@ -136,22 +140,188 @@ def _gemm(plan: GemmPlan, b_cols, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-_scratch = threading.local()
+_scratch: dict[int, np.ndarray] = {}  # per thread (threading.get_ident())
 
 
 def _buffer(shape, dtype) -> np.ndarray:
-    """A reused scratch array (im2col): no page faults for a fresh allocation per layer."""
+    """A reused scratch array of the calling thread (im2col): no page faults for a fresh
+    allocation per layer."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buf = getattr(_scratch, "buf", None)
+    key = threading.get_ident()
+    buf = _scratch.get(key)
     if buf is None or buf.size < size:
         buf = np.empty(size, dtype=np.uint8)
-        _scratch.buf = buf
+        _scratch[key] = buf
     return buf[:size].view(dtype).reshape(shape)
 
 
 def release_scratch() -> None:
-    """Free this thread's im2col buffer (it is kept between calls to avoid page faults)."""
-    _scratch.buf = None
+    """Free the im2col buffers of every thread (they are kept between calls to avoid page faults)."""
+    _scratch.clear()
+
+
+# -- Tiled conv on our own workers -------------------------------------------------------------
+#
+# A multithreaded BLAS splits each GEMM statically between its threads and syncs them by
+# spinning, so one busy core (another process) stalls the whole GEMM. Instead, the conv below
+# cuts the output into tiles (rows of the output image, and output-channel ranges when the
+# image is small) and runs them on `workers` threads that pull tiles as they free up, each
+# with a single-threaded BLAS: im2col of the tile, GEMM, bias, stats, floor and clip while the
+# tile is in cache. `workers` is the thread count the BLAS was set to (threadpoolctl), so the
+# simulator uses as many threads as it was given. Exactness is unaffected: every output element
+# is still one GEMM dot product over the plan's single K chunk.
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # optional: without it the BLAS threads itself
+    ThreadpoolController = None
+
+_blas_libs: list | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+#: bytes of one tile's im2col block (fits a slice of L3 next to the other workers')
+TILE_BYTES = 4 << 20
+#: fewest GEMM columns per tile (narrower GEMMs lose efficiency)
+MIN_TILE_COLS = 128
+#: tiles per worker, for balancing when a core is shared
+TILES_PER_WORKER = 4
+#: fewest multiply-adds per tile (below, per-tile overhead and the GIL outweigh the balance)
+MIN_TILE_MACS = 1 << 22
+#: fewest output channels (weight rows) per tile when the channels are split
+MIN_TILE_CHANNELS = 64
+#: fewest elements (dense weights, pool outputs) worth splitting between workers
+MIN_PARALLEL_SIZE = 1 << 16
+
+
+def _blas() -> list:
+    global _blas_libs
+    if _blas_libs is None:
+        libs = []
+        if ThreadpoolController is not None:
+            try:
+                libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            except Exception:  # pragma: no cover - introspection failure: BLAS threads itself
+                libs = []
+        _blas_libs = libs
+    return _blas_libs
+
+
+def _blas_threads() -> int:
+    """How many threads the BLAS is set to use (1 when threadpoolctl is missing)."""
+    return max((lib.num_threads for lib in _blas()), default=1)
+
+
+@contextmanager
+def _single_threaded_blas():
+    """Yield the BLAS thread count, with the BLAS held at one thread meanwhile (0: no control)."""
+    libs = _blas()
+    counts = [lib.num_threads for lib in libs]
+    if not counts or max(counts) <= 1:
+        yield 1 if counts else 0
+        return
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield max(counts)
+    finally:
+        for lib, c in zip(libs, counts):
+            lib.set_num_threads(c)
+
+
+def _run_tiles(job, n_tiles: int, workers: int) -> list:
+    """job(t) for t in range(n_tiles) on `workers` threads (the caller is one), dynamic order."""
+    global _pool, _pool_size
+    workers = min(workers, n_tiles)
+    if workers <= 1:
+        return [job(t) for t in range(n_tiles)]
+    with _pool_lock:
+        if _pool is None or _pool_size < workers - 1:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="cnn2gate-sim")
+            _pool_size = workers - 1
+        pool = _pool
+    counter = itertools.count()  # next() is atomic under the GIL
+    results = [None] * n_tiles
+
+    def drain():
+        for t in iter(counter.__next__, None):
+            if t >= n_tiles:
+                return
+            results[t] = job(t)
+
+    futures = [pool.submit(drain) for _ in range(workers - 1)]
+    drain()
+    for f in futures:
+        f.result()
+    return results
+
+
+def _tiled_conv(q: QLayer, x: np.ndarray, plan: GemmPlan, workers: int):
+    """Fused single-chunk conv (groups == 1) tile by tile on `workers` threads."""
+    layer = q.layer
+    n = x.shape[0]
+    m, c, kh, kw = q.weight.shape
+    _, oh, ow = layer.out_shape
+    sh, sw = layer.stride
+    dh, dw = layer.dilation
+    k = c * kh * kw
+    big = plan.w.dtype.itemsize
+    xp = pad_nchw(x, layer.pads)
+    if xp.dtype != plan.dtype:
+        xp = xp.astype(plan.dtype)
+    one_by_one = (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and xp.shape[3] == ow
+    tiles = max(1, min(TILES_PER_WORKER * workers, n * m * k * oh * ow // MIN_TILE_MACS))
+    cols_per_tile = min(max(TILE_BYTES // (k * big), MIN_TILE_COLS), -(-n * oh * ow // tiles))
+    rows = max(1, min(oh, -(-max(cols_per_tile, MIN_TILE_COLS) // ow)))
+    n_rb = -(-oh // rows)
+    n_mb = 1
+    if n * n_rb < tiles:  # small image: split the output channels too
+        n_mb = max(1, min(-(-tiles // (n * n_rb)), m // MIN_TILE_CHANNELS))
+    mrows = -(-m // n_mb)
+    n_mb = -(-m // mrows)
+    z = np.empty((n, m, oh * ow), dtype=plan.dtype)
+    _, sc, sy, sx = xp.strides
+
+    def im2col(i, r0, r1, out):  # rows r0:r1 of the output, in (c, ky, kx, y, x) order
+        out[...] = as_strided(xp[i, :, r0 * sh:], shape=(c, kh, kw, r1 - r0, ow),
+                              strides=(sc, dh * sy, dw * sx, sh * sy, sw * sx), writeable=False)
+
+    shared = None
+    if n_mb > 1 and not one_by_one:  # all channel tiles of a row block share one im2col
+        shared = np.empty((n, n_rb, c, kh, kw, rows, ow), dtype=plan.dtype)
+
+        def fill(t):
+            i, rb = divmod(t, n_rb)
+            r0, r1 = rb * rows, min(oh, rb * rows + rows)
+            im2col(i, r0, r1, shared[i, rb, :, :, :, : r1 - r0])
+
+        _run_tiles(fill, n * n_rb, workers)
+
+    def job(t):
+        i, rest = divmod(t, n_rb * n_mb)
+        rb, mb = divmod(rest, n_mb)
+        r0, r1 = rb * rows, min(oh, rb * rows + rows)
+        m0, m1 = mb * mrows, min(m, mb * mrows + mrows)
+        ncol = (r1 - r0) * ow
+        if one_by_one:
+            cols = xp[i, :, r0:r1].reshape(c, ncol)
+        elif shared is not None:
+            cols = shared[i, rb, :, :, :, : r1 - r0].reshape(k, ncol)  # a view: rows are contiguous
+        else:
+            buf = _buffer((c, kh, kw, r1 - r0, ow), plan.dtype)
+            im2col(i, r0, r1, buf)
+            cols = buf.reshape(k, ncol)
+        zt = z[i, m0:m1, r0 * ow : r1 * ow]
+        np.matmul(plan.w[m0:m1], cols, out=zt)
+        zt += plan.bias[m0:m1, None]
+        return _fused_round(q, zt)
+
+    parts = _run_tiles(job, n * n_rb * n_mb, workers)
+    info = _fused_info(q, min(p[0] for p in parts), max(p[1] for p in parts),
+                       sum(p[2] for p in parts), sum(p[3] for p in parts))
+    return z.reshape(n, m, oh, ow).astype(np.float32, copy=False), info
 
 
 def conv(q: QLayer, x: np.ndarray):
@@ -163,6 +333,10 @@ def conv(q: QLayer, x: np.ndarray):
     mg = m // layer.groups
     if cg == 1 and all(len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans):
         return _finish(q, _depthwise(q, x, plans), plans)
+    if layer.groups == 1 and plans[0].fused and m and oh * ow:
+        with _single_threaded_blas() as workers:
+            if workers > 1:
+                return _tiled_conv(q, x, plans[0], workers)
     one_by_one = (kh, kw) == (1, 1) and layer.stride == (1, 1) and not any(layer.pads)
     acc = np.empty((n, m, oh * ow), dtype=np.result_type(*[p.acc_dtype for p in plans]))
     for i in range(n):
@@ -209,8 +383,30 @@ def dense(q: QLayer, x: np.ndarray):
     flat = x.reshape(x.shape[0], -1)
     if flat.dtype != plan.dtype:
         flat = flat.astype(plan.dtype)
-    acc = _gemm(plan, lambda k0, k1: flat[:, k0:k1].T)  # (M, N)
+    m = plan.w.shape[0]
+    with _single_threaded_blas() as workers:
+        if workers > 1 and m >= 2 * MIN_TILE_CHANNELS and plan.w.size >= 16 * MIN_PARALLEL_SIZE:
+            # row blocks of the weights on the workers (a weight-streaming GEMV: bandwidth bound)
+            acc = np.empty((m, flat.shape[0]), dtype=plan.acc_dtype)
+            step = -(-m // (TILES_PER_WORKER * workers))
+
+            def job(t):
+                rows = _RowSlice(plan, t * step, min(m, t * step + step))
+                _gemm(rows, lambda k0, k1: flat[:, k0:k1].T, out=acc[rows.m0 : rows.m1])
+
+            _run_tiles(job, -(-m // step), workers)
+        else:
+            acc = _gemm(plan, lambda k0, k1: flat[:, k0:k1].T)  # (M, N)
     return _finish(q, acc.T, [plan])
+
+
+class _RowSlice:
+    """Rows m0:m1 of a GemmPlan, for _gemm (each output row is computed exactly as in the plan)."""
+
+    def __init__(self, plan: GemmPlan, m0: int, m1: int):
+        self.m0, self.m1 = m0, m1
+        self.w, self.bias = plan.w[m0:m1], plan.bias[m0:m1]
+        self.chunks, self.dtype, self.acc_dtype = plan.chunks, plan.dtype, plan.acc_dtype
 
 
 def _finish(q: QLayer, acc: np.ndarray, plans: list[GemmPlan]):
@@ -229,25 +425,36 @@ def _finish(q: QLayer, acc: np.ndarray, plans: list[GemmPlan]):
 
 def _finish_fused(q: QLayer, z: np.ndarray):
     """z = (acc + 2^(s-1)) 2^-s (s > 0) or acc 2^-s (s <= 0), exact: floor and clip give the output."""
-    s, fmt = q.shift, q.out
-    z_min = float(z.min()) if z.size else 0.0
-    z_max = float(z.max()) if z.size else 0.0
-    half = (1 << (s - 1)) if s > 0 else 0
+    info = _fused_info(q, *_fused_round(q, z))
+    return z.astype(np.float32, copy=False), info
 
-    def to_acc(v):  # exact: v has at most 24 (53) significant bits
-        return int(np.ldexp(v, s)) - half if s > 0 else int(np.ldexp(v, s))
 
-    info = {"acc_min": to_acc(z_min), "acc_max": to_acc(z_max), "sat_low": 0, "sat_high": 0}
-    if z_min < fmt.lo:
-        info["sat_low"] = int(np.count_nonzero(z < fmt.lo))
-    if z_max >= fmt.hi + 1:
-        info["sat_high"] = int(np.count_nonzero(z >= fmt.hi + 1))
-    if s > 0:
+def _fused_round(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
+    """Floor and clip z in place; returns (min z, max z, #saturating low, #saturating high) before."""
+    fmt = q.out
+    if not z.size:
+        return np.inf, -np.inf, 0, 0
+    z_min, z_max = float(z.min()), float(z.max())
+    sat_low = int(np.count_nonzero(z < fmt.lo)) if z_min < fmt.lo else 0
+    sat_high = int(np.count_nonzero(z >= fmt.hi + 1)) if z_max >= fmt.hi + 1 else 0
+    if q.shift > 0:
         np.floor(z, out=z)
     lo = 0 if q.act in ("relu", "relu6") else fmt.lo
     hi = q.six_q if q.act == "relu6" else fmt.hi
     np.clip(z, lo, hi, out=z)
-    return z.astype(np.float32, copy=False), info
+    return z_min, z_max, sat_low, sat_high
+
+
+def _fused_info(q: QLayer, z_min: float, z_max: float, sat_low: int, sat_high: int) -> dict:
+    s = q.shift
+    half = (1 << (s - 1)) if s > 0 else 0
+
+    def to_acc(v):  # exact: v has at most 24 (53) significant bits
+        if not np.isfinite(v):  # no outputs
+            return 0
+        return int(np.ldexp(v, s)) - half if s > 0 else int(np.ldexp(v, s))
+
+    return {"acc_min": to_acc(z_min), "acc_max": to_acc(z_max), "sat_low": sat_low, "sat_high": sat_high}
 
 
 def _sat_counts(q: QLayer, a: np.ndarray) -> tuple[int, int]:
@@ -298,14 +505,23 @@ def max_pool(q: QLayer, x: np.ndarray):
     sh, sw = layer.stride
     _, oh, ow = layer.out_shape
     xp = pad_nchw(x, layer.pads, -np.inf) if any(layer.pads) else x
-    y = None
-    for ky in range(kh):
-        for kx in range(kw):
-            tap = xp[:, :, ky : ky + (oh - 1) * sh + 1 : sh, kx : kx + (ow - 1) * sw + 1 : sw]
-            if y is None:
-                y = np.array(tap, dtype=np.float32)
-            else:
-                np.maximum(y, tap, out=y)
+    n, c = x.shape[:2]
+    y = np.empty((n, c, oh, ow), dtype=np.float32)
+
+    def job(t):  # channels c0:c1
+        c0, c1 = t * step, min(c, t * step + step)
+        yt = y[:, c0:c1]
+        for ky in range(kh):
+            for kx in range(kw):
+                tap = xp[:, c0:c1, ky : ky + (oh - 1) * sh + 1 : sh, kx : kx + (ow - 1) * sw + 1 : sw]
+                if ky == kx == 0:
+                    yt[...] = tap
+                else:
+                    np.maximum(yt, tap, out=yt)
+
+    workers = _blas_threads() if y.size >= MIN_PARALLEL_SIZE else 1
+    step = -(-c // (TILES_PER_WORKER * workers)) if workers > 1 else c
+    _run_tiles(job, -(-c // step) if c else 0, workers)
     info = {"acc_min": int(y.min()) if y.size else 0, "acc_max": int(y.max()) if y.size else 0,
             "sat_low": 0, "sat_high": 0}
     if q.act == "relu":

@@ -1,0 +1,65 @@
+import click
+import numpy as np
+
+from ..errors import ConfigError
+from ..explore.agents import AGENTS
+from ..frontend import load_model
+from ..hw import DEFAULT_BOARD, load_board
+from .options import input_shape_option, model_argument
+
+
+def _load_calib(path):
+    if path is None:
+        return None
+    try:
+        x = np.load(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--calib {path}: cannot read a .npy array: {err}") from None
+    if x.ndim not in (3, 4):
+        raise ConfigError(f"--calib {path}: expected (N, C, H, W) or (C, H, W) inputs, got shape {x.shape}")
+    return x
+
+
+@click.command("explore")
+@model_argument
+@input_shape_option
+@click.option("--board", default=DEFAULT_BOARD, show_default=True, help="Board name (see `cnn2gate boards`) or a board TOML file.")
+@click.option("--agent", type=click.Choice(list(AGENTS)), default="ppo", show_default=True, help="Search agent.")
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="Distinct design points to cost (default 1000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result).")
+@click.option("--precision", is_flag=True, help="Also choose per-layer weight/activation widths from 4..16 bits.")
+@click.option("--min-sqnr", type=float, default=None, metavar="DB",
+              help="Fidelity bound for --precision: modelled output SQNR in dB (default 30).")
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
+              help="Calibration inputs (.npy, N x C x H x W) for --precision (default: a synthetic set).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Output folder (best_config.json, history.csv, summary.json, plots, report.html).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, calib, out_dir, force, quiet):
+    """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
+    from pathlib import Path
+
+    from ..explore import DEFAULT_BUDGET, explore
+    from ..explore.outputs import write_outputs
+    from ..explore.progress import ProgressBar
+    from ..explore.report import render_summary
+
+    budget = budget or DEFAULT_BUDGET
+    if Path(out_dir).exists() and not force:
+        from ..errors import OutputError
+
+        raise OutputError(f"{out_dir} exists; use --force to overwrite it")
+    if calib is not None and not precision:
+        raise ConfigError("--calib is used by the precision search: add --precision")
+    board = load_board(board)
+    graph = load_model(model, input_shape=input_shape)
+    bar = None if quiet else ProgressBar(budget)
+    result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
+                     min_sqnr=min_sqnr, calib=_load_calib(calib), progress=bar)
+    if bar is not None:
+        bar.close(result.evaluator)
+    write_outputs(result, out_dir, force=force)
+    click.echo(render_summary(result))
+    click.echo(f"\nwrote {out_dir}/")

@@ -1,0 +1,19 @@
+"""Exhaustive search: cost every point of the space (only when the budget covers it)."""
+from __future__ import annotations
+
+from ...errors import ConfigError
+
+#: Largest space this agent will walk.
+MAX_POINTS = 2_000_000
+
+
+def search(ev, seed: int = 0) -> None:
+    size = ev.space.size
+    if size > MAX_POINTS:
+        raise ConfigError(f"the design space has {size:,} points, too many for --agent exhaustive "
+                          f"(limit {MAX_POINTS:,}); use another agent")
+    if ev.budget is not None and ev.budget < size:
+        raise ConfigError(f"--agent exhaustive needs --budget of at least {size:,} (the size of the space), "
+                          f"got {ev.budget:,}")
+    for point in ev.space.enumerate():
+        ev.evaluate(point)

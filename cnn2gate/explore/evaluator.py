@@ -1,0 +1,146 @@
+"""One evaluation = one distinct design point costed. Every agent is charged through here.
+
+The `Evaluator` caches results by design point, counts distinct evaluations (the
+budget every agent is compared at), keeps the history in evaluation order and the
+best feasible design found so far. A request for a point already costed is free.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .space import DesignSpace, Point
+
+#: Score added to an infeasible design (log-latency units, far above any latency gap).
+INFEASIBLE_PENALTY = 10.0
+#: Score per unit of overshoot (resource use above 100 %, as a fraction, plus the SQNR
+#: deficit in units of 10 dB): large enough that moving towards feasibility pays even when
+#: it makes the design slower (halving the lanes doubles latency: +0.69).
+OVERSHOOT_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the hardware model says about one configuration."""
+
+    total_ms: float
+    fits: bool
+    resources: dict  # resource name -> percent of the board's available amount used
+
+
+CostFn = Callable[[dict, Optional[dict]], Cost]
+FidelityFn = Callable[[dict], float]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    index: int  # 0-based order among distinct evaluations
+    agent: str
+    point: Point
+    config: dict
+    bits: dict | None
+    total_ms: float
+    fits: bool
+    resources: dict
+    fidelity: float | None  # modelled SQNR in dB (None without precision knobs)
+    feasible: bool
+    score: float  # lower is better: ln(total_ms), plus a penalty when infeasible
+    seconds: float  # wall time spent costing this point
+
+    def key(self):
+        """Total order used to pick the best design: feasible, fastest, fewest DSPs, then point."""
+        return (not self.feasible, self.total_ms, self.resources.get("dsp", 0.0), self.point)
+
+
+class BudgetExhausted(Exception):
+    """Raised when an agent asks for a new point after the budget of distinct evaluations is spent."""
+
+
+@dataclass
+class Evaluator:
+    space: DesignSpace
+    cost: CostFn
+    fidelity: FidelityFn | None = None
+    min_sqnr: float | None = None
+    budget: int | None = None
+    agent: str = ""
+    on_evaluation: Callable[["Evaluator", Evaluation], None] | None = None
+    features: object = None  # model + board feature vector for learning agents (numpy array)
+
+    cache: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    best: Evaluation | None = None
+    best_at: int | None = None  # number of evaluations when the best was found
+    lowest: Evaluation | None = None  # lowest score so far (= best when anything is feasible)
+    requests: int = 0  # all calls, cache hits included
+    cost_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget must be at least 1, got {self.budget}")
+        if self.space.has_precision and self.fidelity is None:
+            raise ValueError("a space with precision knobs needs a fidelity model")
+
+    @property
+    def n_evals(self) -> int:
+        return len(self.history)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.budget is None else self.budget - self.n_evals
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no new point may be costed (budget spent or every point of the space seen)."""
+        return (self.budget is not None and self.n_evals >= self.budget) or self.n_evals >= self.space.size
+
+    def seen(self, point: Point) -> bool:
+        return tuple(point) in self.cache
+
+    def evaluate(self, point: Point) -> Evaluation:
+        point = tuple(int(i) for i in point)
+        self.requests += 1
+        hit = self.cache.get(point)
+        if hit is not None:
+            return hit
+        if self.budget is not None and self.n_evals >= self.budget:
+            raise BudgetExhausted(f"budget of {self.budget} evaluations spent")
+        self.space.check(point)
+        t0 = time.perf_counter()
+        config = self.space.config(point)
+        bits = self.space.precision(point)
+        cost = self.cost(config, bits)
+        fid = self.fidelity(bits) if bits is not None else None
+        dt = time.perf_counter() - t0
+        self.cost_seconds += dt
+        fid_ok = fid is None or self.min_sqnr is None or fid >= self.min_sqnr
+        feasible = bool(cost.fits) and fid_ok
+        ev = Evaluation(
+            index=self.n_evals, agent=self.agent, point=point, config=config, bits=bits,
+            total_ms=float(cost.total_ms), fits=bool(cost.fits), resources=dict(cost.resources),
+            fidelity=fid, feasible=feasible, score=self._score(cost, fid, feasible), seconds=dt,
+        )
+        self.cache[point] = ev
+        self.history.append(ev)
+        if self.best is None or ev.key() < self.best.key():
+            self.best = ev
+            self.best_at = self.n_evals
+        if self.lowest is None or (ev.score, ev.point) < (self.lowest.score, self.lowest.point):
+            self.lowest = ev
+        if self.on_evaluation is not None:
+            self.on_evaluation(self, ev)
+        return ev
+
+    def _score(self, cost: Cost, fid: float | None, feasible: bool) -> float:
+        score = math.log(max(cost.total_ms, 1e-9))
+        if feasible:
+            return score
+        over = max([0.0] + [max(0.0, pct / 100.0 - 1.0) for pct in cost.resources.values()])
+        if fid is not None and self.min_sqnr is not None:
+            over += max(0.0, (self.min_sqnr - fid) / 10.0)
+        return score + INFEASIBLE_PENALTY + OVERSHOOT_WEIGHT * min(over, 10.0)
+
+    def best_feasible(self) -> Evaluation | None:
+        return self.best if self.best is not None and self.best.feasible else None

@@ -1,0 +1,179 @@
+"""Cheap fidelity for the explorer: a per-layer sensitivity model of output SQNR.
+
+Computed once per model:
+1. The quantiser chooses formats at each candidate bit width b (`quantize(graph, calib,
+   bits=b)`); a design's per-layer widths select each tensor's format from these runs
+   (`formats_for`).
+2. For every conv/dense layer, every role (weights, activations) and every width b,
+   only that tensor is rounded to its format and the float network is re-run from that
+   layer on; the mean squared change of the output is that tensor's noise power
+   n[layer, role, b]. The model input's own rounding gives a constant term.
+3. A design's noise is the sum of its tensors' noise powers (independent noise adds in
+   power) and its SQNR is 10 log10(P_signal / noise).
+
+`check_against_simulator` measures the model's error against the bit-accurate simulator
+on a few points; `verify` runs the simulator on one design.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..ir import reference as float_ref
+from ..ir.layers import GRAPH_INPUT, Graph
+from .space import PRECISION_KINDS
+
+INPUT_BITS = 8  # the model input is always quantised to 8 bits (an image)
+
+
+def _fake_quant(x: np.ndarray, fmt) -> np.ndarray:
+    scale = math.ldexp(1.0, fmt.frac)
+    return np.clip(np.floor(x * scale + 0.5), fmt.lo, fmt.hi) / scale
+
+
+@dataclass
+class SensitivityModel:
+    graph: Graph
+    calib: np.ndarray
+    bits: tuple[int, ...]
+    signal_power: float = 0.0
+    noise: dict = field(default_factory=dict)  # (layer, "w_bits"|"a_bits", bits) -> noise power
+    input_noise: float = 0.0
+    base_formats: dict = field(default_factory=dict)  # bits -> Formats from the quantiser
+    seconds: float = 0.0
+
+    # ---- construction ---------------------------------------------------------------
+    @classmethod
+    def build(cls, graph: Graph, calib: np.ndarray | None, bits) -> "SensitivityModel":
+        import time
+
+        from ..quant import quantize
+        from ..quant.calibrate import synthetic_calibration
+
+        t0 = time.perf_counter()
+        if calib is None:
+            calib = synthetic_calibration(graph)
+        calib = np.asarray(calib, dtype=np.float64)
+        if calib.ndim == len(graph.input_shape):
+            calib = calib[None]
+        if tuple(calib.shape[1:]) != tuple(graph.input_shape):
+            raise ConfigError(f"calibration data has shape {calib.shape[1:]}, the model takes {graph.input_shape}")
+        model = cls(graph, calib, tuple(sorted(bits)))
+        for b in model.bits:
+            model.base_formats[b] = quantize(graph, calib, bits=b)
+        if INPUT_BITS not in model.base_formats:
+            model.base_formats[INPUT_BITS] = quantize(graph, calib, bits=INPUT_BITS)
+        ref = float_ref.execute(graph, calib)
+        y = ref[graph.output]
+        model.signal_power = float(np.mean(y * y))
+        if model.signal_power <= 0:
+            raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
+        index = {layer.name: i for i, layer in enumerate(graph.layers)}
+        x_in = _fake_quant(calib, model.base_formats[INPUT_BITS].input)
+        model.input_noise = model._rerun_noise(ref, 0, {GRAPH_INPUT: x_in}, y)
+        for layer in graph.layers:
+            if layer.kind not in PRECISION_KINDS:
+                continue
+            i = index[layer.name]
+            for b in model.bits:
+                fm = model.base_formats[b].layers[layer.name]
+                w_q = _fake_quant(layer.weight.astype(np.float64), fm.weight)
+                model.noise[(layer.name, "w_bits", b)] = model._rerun_noise(ref, i, {}, y, weight=(layer, w_q))
+                a_q = _fake_quant(ref[layer.name], fm.out)
+                model.noise[(layer.name, "a_bits", b)] = model._rerun_noise(ref, i + 1, {layer.name: a_q}, y)
+        model.seconds = time.perf_counter() - t0
+        return model
+
+    def _rerun_noise(self, ref, start: int, replaced: dict, y_ref, weight=None) -> float:
+        """Output noise power when the float run restarts at layer `start` with some tensors replaced."""
+        values = dict(ref)
+        values[GRAPH_INPUT] = self.calib
+        values.update(replaced)
+        for layer in self.graph.layers[start:]:
+            xs = [values[s] for s in layer.inputs]
+            if weight is not None and layer is weight[0]:
+                saved = layer.weight
+                layer.weight = weight[1]
+                try:
+                    values[layer.name] = float_ref.run_layer(layer, *xs)
+                finally:
+                    layer.weight = saved
+            else:
+                values[layer.name] = float_ref.run_layer(layer, *xs)
+        d = values[self.graph.output] - y_ref
+        return float(np.mean(d * d))
+
+    # ---- queries ----------------------------------------------------------------------
+    def sqnr(self, bits: dict) -> float:
+        """Modelled output SQNR (dB) of per-layer widths {layer: {"w_bits": b, "a_bits": b}}."""
+        total = self.input_noise
+        for layer, roles in bits.items():
+            for role, b in roles.items():
+                total += self.noise[(layer, role, int(b))]
+        if total <= 0:
+            return float("inf")
+        return 10.0 * math.log10(self.signal_power / total)
+
+    __call__ = sqnr
+
+    def formats_for(self, bits: dict):
+        """A Formats for the simulator/compiler: each tensor's format from the run at its width.
+
+        Layers without a precision knob take the widest width among their inputs; tensors
+        that must share a format (max pool in/out, concat inputs) take the widest width
+        of their group.
+        """
+        from ..quant.calibrate import tied_tensors
+        from ..quant.formats import Formats, LayerFormat, validate
+
+        width = {GRAPH_INPUT: INPUT_BITS}
+        for layer in self.graph.layers:
+            if layer.kind in PRECISION_KINDS:
+                width[layer.name] = int(bits[layer.name]["a_bits"])
+            else:
+                width[layer.name] = max(width[s] for s in layer.inputs)
+        groups = tied_tensors(self.graph)
+        widest: dict[str, int] = {}
+        for name, b in width.items():
+            root = groups.find(name)
+            widest[root] = max(widest.get(root, 0), b)
+        width = {name: widest[groups.find(name)] for name in width}
+        layers = {}
+        for layer in self.graph.layers:
+            out = self.base_formats[width[layer.name]].layers[layer.name].out
+            wfmt = None
+            if layer.has_weights:
+                wb = int(bits[layer.name]["w_bits"]) if layer.name in bits else width[layer.name]
+                wfmt = self.base_formats[wb].layers[layer.name].weight
+            layers[layer.name] = LayerFormat(out, wfmt)
+        fm = Formats(self.base_formats[width[GRAPH_INPUT]].input, layers,
+                     {"chosen_by": "cnn2gate explore", "calibration_samples": int(self.calib.shape[0])})
+        validate(fm, self.graph, "explore")
+        return fm
+
+    def simulated_sqnr(self, bits: dict) -> float:
+        """Output SQNR (dB) of the bit-accurate simulator for these widths, on the calibration data."""
+        from ..sim import simulate, sqnr_db
+
+        res = simulate(self.graph, self.formats_for(bits), self.calib, keep="output")
+        ref = float_ref.execute(self.graph, self.calib)[self.graph.output]
+        return float(sqnr_db(ref, res.floats[self.graph.output]))
+
+    def check_against_simulator(self, points: list[dict]) -> dict:
+        """Modelled vs simulated SQNR on some points: per point and mean/max absolute error (dB)."""
+        from ..errors import AccumulatorOverflow
+
+        rows = []
+        for bits in points:
+            model = self.sqnr(bits)
+            try:
+                sim = self.simulated_sqnr(bits)
+            except AccumulatorOverflow:
+                continue
+            rows.append({"model_db": round(model, 2), "sim_db": round(sim, 2), "error_db": round(model - sim, 2)})
+        errs = [abs(r["error_db"]) for r in rows if math.isfinite(r["error_db"])]
+        return {"points": rows, "mean_abs_error_db": round(float(np.mean(errs)), 2) if errs else None,
+                "max_abs_error_db": round(float(np.max(errs)), 2) if errs else None}

@@ -1,0 +1,164 @@
+"""The files of `explore -o DIR`, written atomically (a temporary folder renamed into place).
+
+best_config.json  the chosen hardware config (input to `compile --config`, `estimate --config`)
+best_formats.json the chosen per-layer formats (precision search only; `--formats` input)
+history.csv       one row per evaluation: index, agent, config, total_ms, fits, fidelity
+summary.json      ExploreResult.summary()
+convergence.png   best feasible latency vs evaluations
+pareto.png        latency vs DSP and vs ALM use, Pareto fronts marked
+report.html       the summary and both plots on one page
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..atomic import replace_dir_atomic
+from ..errors import OutputError
+
+FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html")
+
+
+def write_outputs(result, out_dir, *, force: bool = False) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise OutputError(f"{out} exists; use --force to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as err:
+        raise OutputError(f"cannot write {out}: {err}") from None
+    try:
+        _write_all(result, tmp)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {out}: {err}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # swap into place; a failed swap restores the previous folder and leaves nothing behind
+    return replace_dir_atomic(tmp, out, force=force, what="explore output")
+
+
+def _write_all(result, d: Path) -> None:
+    (d / "best_config.json").write_text(json.dumps(result.best_config(), indent=2, sort_keys=True) + "\n")
+    if result.formats is not None:
+        result.formats.to_json(d / "best_formats.json")
+    write_history(result, d / "history.csv")
+    (d / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=_json) + "\n")
+    plot_convergence(result, d / "convergence.png")
+    plot_pareto(result, d / "pareto.png")
+    write_html(result, d / "report.html")
+
+
+def _json(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def write_history(result, path: Path) -> None:
+    space = result.space
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "agent", "config", "total_ms", "fits", "fidelity", "feasible", "dsp_pct", "alm_pct",
+                    "ram_blocks_pct"])
+        for e in result.history:
+            w.writerow([e.index, e.agent, json.dumps(space.describe(e.point), sort_keys=True, separators=(",", ":")),
+                        f"{e.total_ms:.6f}", int(e.fits), "" if e.fidelity is None else f"{e.fidelity:.3f}",
+                        int(e.feasible), f"{e.resources.get('dsp', 0):.2f}", f"{e.resources.get('alm', 0):.2f}",
+                        f"{e.resources.get('ram_blocks', 0):.2f}"])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_convergence(result, path: Path) -> None:
+    plt = _pyplot()
+    curve = result.convergence()
+    xs = [i + 1 for i, v in enumerate(curve) if math.isfinite(v)]
+    ys = [v for v in curve if math.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if xs:
+        ax.step(xs, ys, where="post", label=result.agent)
+        ax.set_yscale("log")
+    ax.set_xlabel("evaluations (distinct design points)")
+    ax.set_ylabel("best feasible latency (ms)")
+    ax.set_title(f"{result.model} on {result.board}: {result.agent}, seed {result.seed}")
+    ax.grid(True, which="both", alpha=0.3)
+    if xs:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated in (resource, latency), both minimised, sorted by resource."""
+    front, best = [], math.inf
+    for r, t in sorted(points):
+        if t < best:
+            front.append((r, t))
+            best = t
+    return front
+
+
+def plot_pareto(result, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, res in zip(axes, ("dsp", "alm")):
+        feas = [(e.resources.get(res, 0.0), e.total_ms) for e in result.history if e.feasible]
+        infeas = [(e.resources.get(res, 0.0), e.total_ms) for e in result.history if not e.feasible]
+        if infeas:
+            ax.scatter(*zip(*infeas), s=6, c="lightgray", label="infeasible")
+        if feas:
+            ax.scatter(*zip(*feas), s=6, c="tab:blue", alpha=0.5, label="feasible")
+            front = pareto_front(feas)
+            ax.step(*zip(*front), where="post", c="tab:red", label="Pareto front")
+        if result.best is not None:
+            ax.scatter([result.best.resources.get(res, 0.0)], [result.best.total_ms], marker="*", s=120, c="k",
+                       label="chosen")
+        ax.axvline(100, c="k", lw=0.8, ls="--")
+        ax.set_xlabel(f"{res.upper()} use (% of board)")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("latency (ms)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{result.model} on {result.board}: {result.n_evals} evaluations ({result.agent})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_html(result, path: Path) -> None:
+    doc = result.summary()
+    best = doc["best"]
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=_json))}</td></tr>"
+                   for k, v in doc.items() if k not in ("space",))
+    path.write_text(f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>explore: {html.escape(result.model)} on {html.escape(result.board)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}th{{text-align:left;padding-right:1em;vertical-align:top}}
+td{{font-family:monospace;word-break:break-all}}</style></head><body>
+<h1>Design-space exploration: {html.escape(result.model)} on {html.escape(result.board)}</h1>
+<p>Agent {html.escape(result.agent)}, seed {result.seed}, {result.n_evals} evaluations of a {result.space.size:,}-point space.
+Best: {html.escape(json.dumps(best['config']) if best else 'none feasible')}
+{f"at {best['total_ms']:.3f} ms" if best else ""}.</p>
+<img src="convergence.png" alt="convergence"><img src="pareto.png" alt="Pareto fronts" style="max-width:100%">
+<table>{rows}</table></body></html>
+""")

@@ -1,0 +1,41 @@
+"""A one-line live progress bar on stderr: evaluations, best latency, feasibility."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class ProgressBar:
+    """Call with (evaluator, evaluation) after each evaluation; redraws at most `hz` times a second."""
+
+    def __init__(self, budget: int, stream=None, hz: float = 10.0, width: int = 24):
+        self.budget = max(int(budget), 1)
+        self.stream = stream or sys.stderr
+        self.period = 1.0 / hz
+        self.width = width
+        self._last = 0.0
+        self._feasible = 0
+        self._t0 = time.perf_counter()
+
+    def __call__(self, ev, e) -> None:
+        self._feasible += int(e.feasible)
+        now = time.perf_counter()
+        if now - self._last >= self.period or ev.n_evals >= self.budget:
+            self._last = now
+            self.draw(ev)
+
+    def draw(self, ev) -> None:
+        n = ev.n_evals
+        done = min(n / self.budget, 1.0)
+        bar = "#" * int(done * self.width) + "." * (self.width - int(done * self.width))
+        best = ev.best_feasible()
+        best_txt = f"best {best.total_ms:.3f} ms" if best is not None else "best -"
+        rate = n / max(time.perf_counter() - self._t0, 1e-9)
+        self.stream.write(f"\r[{bar}] {n}/{self.budget} evals  {best_txt}  feasible {self._feasible}/{n}  "
+                          f"{rate:.0f} evals/s ")
+        self.stream.flush()
+
+    def close(self, ev) -> None:
+        self.draw(ev)
+        self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,44 @@
+"""The summary table `explore` prints on stdout."""
+from __future__ import annotations
+
+from ..ir.summary import format_table
+
+
+def render_summary(result) -> str:
+    doc = result.summary()
+    best, init = result.best, result.initial
+    lines = [f"explore {result.model} on {result.board}: agent {result.agent}, seed {result.seed}, "
+             f"{result.n_evals} evaluations ({doc['cache_hits']} repeat requests answered from the cache) "
+             f"of a {result.space.size:,}-point space in {result.wall_s:.1f} s", ""]
+    rows = []
+    for label, e in (("board default", init), ("best found", best)):
+        if e is None:
+            rows.append([label, "-", "-", "-", "-", "-", "-"])
+            continue
+        cfg = " ".join(f"{k}={v}" for k, v in e.config.items())
+        fid = "" if e.fidelity is None else f"{e.fidelity:.1f}"
+        rows.append([label, cfg, f"{e.total_ms:.3f}", f"{e.resources.get('dsp', 0):.1f}",
+                     f"{e.resources.get('alm', 0):.1f}", f"{e.resources.get('ram_blocks', 0):.1f}",
+                     ("yes" if e.feasible else "no") + (f" ({fid} dB)" if fid else "")])
+    lines.append(format_table(rows, ["design", "config", "ms", "DSP %", "ALM %", "RAM %", "feasible"]))
+    if best is None:
+        lines.append("\nno feasible design found")
+        return "\n".join(lines)
+    lines.append("")
+    if doc["speedup_vs_initial"]:
+        lines.append(f"speed-up over the board default: {doc['speedup_vs_initial']:.2f}x; "
+                     f"best found at evaluation {doc['best_found_at_evaluation']}")
+    if best.bits is not None:
+        widths = ", ".join(f"{layer} w{b['w_bits']}/a{b['a_bits']}" for layer, b in best.bits.items())
+        lines.append(f"precision: {widths}")
+        v = result.verification or {}
+        if v.get("passed"):
+            lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR (bound {result.min_sqnr} dB, "
+                         f"model said {best.fidelity:.1f} dB)")
+        fc = result.fidelity_check or {}
+        if fc.get("mean_abs_error_db") is not None:
+            lines.append(f"sensitivity model vs simulator on {len(fc['points'])} points: mean |error| "
+                         f"{fc['mean_abs_error_db']} dB, max {fc['max_abs_error_db']} dB")
+    for note in doc["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
