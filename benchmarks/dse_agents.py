@@ -1,6 +1,7 @@
 """Design-space exploration agents side by side (measured, not unit-tested).
 
-    python benchmarks/dse_agents.py [--quick] [--part hw|joint|anchors|all] [--seeds N]
+    python benchmarks/dse_agents.py [--quick] [--part hw|joint|anchors|parallel|all] [--seeds N]
+                                    [--models a,b] [--boards a,b] [--budgets 200,1000]
 
 Models: full-size shape-only AlexNet, VGG-16, ResNet-18, MobileNetV2 (cnn2gate.hw.nets);
 boards de1soc, de10nano, a10, s10.
@@ -11,10 +12,12 @@ boards de1soc, de10nano, a10, s10.
 2. Joint hardware + precision space (min SQNR 30 dB): best latency found at budgets of
    200 / 1,000 / 5,000 evaluations per agent; PPO wins a case when its median best is
    <= the other agent's. The precision fidelity model is built on a reduced-input copy of
-   each model with random weights (cnn2gate.sim.random_graphs / examples builders), since
-   the shape-only graphs carry no values; the hardware cost uses the full-size graph.
+   each model with random weights (examples/models.py, exported at 32-67 px, 2 random
+   inputs), since the shape-only graphs carry no values; conv/dense layers of the two
+   graphs are paired in graph order. The hardware cost uses the full-size graph.
 3. Modelled latency of the explored design for AlexNet and VGG-16 on a10, next to
    CNN2Gate's published 18 / 205 ms and PipeCNN's 5 / 110 ms.
+4. (parallel) Costing a whole hardware space serially vs with a fork process pool.
 Last line: `ppo wins vs sa/bo/random %: N`.
 """
 from __future__ import annotations
@@ -45,8 +48,8 @@ PUBLISHED = {"alexnet": {"cnn2gate": 18.0, "pipecnn": 5.0}, "vgg16": {"cnn2gate"
 #: budget. The others are run once at the largest budget and read at each smaller budget
 #: from the first evaluations of that run (identical to a run with the smaller budget).
 BUDGET_AWARE = ("sa",)
-#: Optuna's TPE costs grow with the number of trials (~0.1 s a trial past 1,000 trials with
-#: 20+ parameters here), so BO is run up to this budget only; larger budgets show "-".
+#: Optuna's TPE costs grow with the number of trials (~0.1 s a trial on average over 1,000
+#: trials with 20 parameters here), so BO is run up to this budget only; larger budgets show "-".
 BO_MAX_BUDGET = 1000
 
 

@@ -191,7 +191,8 @@ def test_cli_writes_every_output_file(tmp_path):
     res = CliRunner().invoke(main, ["explore", str(DIGITS), "--board", "de1soc", "--agent", "sa", "--budget", "40",
                                     "-o", str(out)])
     assert res.exit_code == 0, res.output
-    for name in ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html"):
+    for name in ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html",
+                 "report.json", "facts/model.json", "facts/estimate.json", "facts/explore.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert "best found" in res.stdout
     config = json.loads((out / "best_config.json").read_text())

@@ -60,6 +60,6 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
                      min_sqnr=min_sqnr, calib=_load_calib(calib), progress=bar)
     if bar is not None:
         bar.close(result.evaluator)
-    write_outputs(result, out_dir, force=force)
+    write_outputs(result, out_dir, graph=graph, board=board, force=force)
     click.echo(render_summary(result))
     click.echo(f"\nwrote {out_dir}/")

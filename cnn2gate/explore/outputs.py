@@ -6,12 +6,12 @@ history.csv       one row per evaluation: index, agent, config, total_ms, fits, 
 summary.json      ExploreResult.summary()
 convergence.png   best feasible latency vs evaluations
 pareto.png        latency vs DSP and vs ALM use, Pareto fronts marked
-report.html       the summary and both plots on one page
+facts/            model, chosen design's estimate, search history (docs/report.md)
+report.html       the report built from facts/ (self-contained), with report.json
 """
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 import shutil
@@ -21,10 +21,12 @@ from pathlib import Path
 from ..atomic import replace_dir_atomic
 from ..errors import OutputError
 
-FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html")
+FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html",
+         "report.json")
 
 
-def write_outputs(result, out_dir, *, force: bool = False) -> Path:
+def write_outputs(result, out_dir, *, graph, board, force: bool = False) -> Path:
+    """Write every output of `explore` for `result` (searched on `graph` and `board`) into out_dir."""
     out = Path(out_dir)
     if out.exists() and not force:
         raise OutputError(f"{out} exists; use --force to overwrite it")
@@ -38,6 +40,7 @@ def write_outputs(result, out_dir, *, force: bool = False) -> Path:
         raise OutputError(f"cannot write {out}: {err}") from None
     try:
         _write_all(result, tmp)
+        _write_report(result, graph, board, tmp)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write {out}: {err}") from None
@@ -56,7 +59,41 @@ def _write_all(result, d: Path) -> None:
     (d / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=_json) + "\n")
     plot_convergence(result, d / "convergence.png")
     plot_pareto(result, d / "pareto.png")
-    write_html(result, d / "report.html")
+
+
+def _write_report(result, graph, board, d: Path) -> None:
+    """Facts for the shared report: the model, the chosen design's estimate, the search."""
+    from ..hw import estimate
+    from ..report import build_report, write_fact
+    from ..report.producers import estimate_fact, formats_fact, model_fact
+
+    write_fact(d, "model", model_fact(graph))
+    if result.formats is not None:
+        write_fact(d, "formats", formats_fact(result.formats))
+    est = None
+    if result.best is not None:
+        est = estimate(graph, board, result.best_config(), result.formats)
+        write_fact(d, "estimate", estimate_fact(est))
+    write_fact(d, "explore", explore_fact(result, est))
+    build_report(d)
+
+
+def explore_fact(result, est) -> dict:
+    """The search as the report reads it; resource use in counts of the board's blocks."""
+    available = {res: est.resources.to_dict()[res]["available"] for res in ("dsp", "alm")} if est else {}
+    history = []
+    for e in result.history:
+        entry = {"index": e.index, "agent": e.agent, "config": dict(e.config),
+                 "total_ms": e.total_ms if math.isfinite(e.total_ms) else None, "fits": bool(e.fits),
+                 "feasible": bool(e.feasible), "fidelity": e.fidelity}
+        for res, avail in available.items():
+            entry[res] = e.resources.get(res, 0.0) * avail / 100.0
+        history.append(entry)
+    best = None if result.best is None else {**result.best.config, "total_ms": result.best.total_ms,
+                                             "index": result.best.index}
+    return {"agent": result.agent, "budget": result.budget, "seed": result.seed,
+            "best": best if best is not None else {"total_ms": None}, "history": history,
+            "evaluations": result.n_evals, "space_size": result.space.size}
 
 
 def _json(o):
@@ -144,21 +181,3 @@ def plot_pareto(result, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_html(result, path: Path) -> None:
-    doc = result.summary()
-    best = doc["best"]
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=_json))}</td></tr>"
-                   for k, v in doc.items() if k not in ("space",))
-    path.write_text(f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>explore: {html.escape(result.model)} on {html.escape(result.board)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}th{{text-align:left;padding-right:1em;vertical-align:top}}
-td{{font-family:monospace;word-break:break-all}}</style></head><body>
-<h1>Design-space exploration: {html.escape(result.model)} on {html.escape(result.board)}</h1>
-<p>Agent {html.escape(result.agent)}, seed {result.seed}, {result.n_evals} evaluations of a {result.space.size:,}-point space.
-Best: {html.escape(json.dumps(best['config']) if best else 'none feasible')}
-{f"at {best['total_ms']:.3f} ms" if best else ""}.</p>
-<img src="convergence.png" alt="convergence"><img src="pareto.png" alt="Pareto fronts" style="max-width:100%">
-<table>{rows}</table></body></html>
-""")

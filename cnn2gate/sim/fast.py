@@ -10,10 +10,17 @@ every subset sum is an integer no larger, hence exactly representable, and no
 operation ever rounds. `plan_chunks` splits K so that each chunk meets that
 bound for the worst input the format allows (|x| <= 2^(in_bits-1)); chunk
 results are then added in float64, exact below 2^53.
+
+Threads: convs with one fused chunk, dense layers and max pools are cut into
+tiles (output rows / channels, weight rows) that `workers` threads pull as they
+free up, the BLAS held at one thread meanwhile (see _tiled_conv). Tiling only
+decides which output elements a GEMM call computes, never how one element's
+sum is formed, so the argument above holds unchanged.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -146,10 +153,14 @@ _scratch: dict[int, np.ndarray] = {}  # per thread (threading.get_ident())
 def _buffer(shape, dtype) -> np.ndarray:
     """A reused scratch array of the calling thread (im2col): no page faults for a fresh
     allocation per layer."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    size = math.prod(shape) * np.dtype(dtype).itemsize
     key = threading.get_ident()
     buf = _scratch.get(key)
     if buf is None or buf.size < size:
+        if buf is None and len(_scratch) >= 64:  # drop the buffers of threads that have ended
+            alive = {t.ident for t in threading.enumerate()}
+            for k in [k for k in _scratch if k not in alive]:
+                _scratch.pop(k, None)
         buf = np.empty(size, dtype=np.uint8)
         _scratch[key] = buf
     return buf[:size].view(dtype).reshape(shape)
@@ -284,9 +295,12 @@ def _tiled_conv(q: QLayer, x: np.ndarray, plan: GemmPlan, workers: int):
     z = np.empty((n, m, oh * ow), dtype=plan.dtype)
     _, sc, sy, sx = xp.strides
 
-    def im2col(i, r0, r1, out):  # rows r0:r1 of the output, in (c, ky, kx, y, x) order
-        out[...] = as_strided(xp[i, :, r0 * sh:], shape=(c, kh, kw, r1 - r0, ow),
-                              strides=(sc, dh * sy, dw * sx, sh * sy, sw * sx), writeable=False)
+    # the windows of every output position, (c, ky, kx, y, x) per image: a view, sliced per tile
+    windows = [as_strided(xp[i], shape=(c, kh, kw, oh, ow), strides=(sc, dh * sy, dw * sx, sh * sy, sw * sx),
+                          writeable=False) for i in range(n)]
+
+    def im2col(i, r0, r1, out):  # rows r0:r1 of the output
+        out[...] = windows[i][:, :, :, r0:r1]
 
     shared = None
     if n_mb > 1 and not one_by_one:  # all channel tiles of a row block share one im2col
@@ -532,15 +546,17 @@ def max_pool(q: QLayer, x: np.ndarray):
 
 
 def add(q: QLayer, *xs: np.ndarray):
-    """Aligned sum in float64: each term has at most 16 significant bits and the total stays
-    below 2^52 (checked), so every addition is exact."""
+    """Aligned sum in float32 when the worst-case total fits 2^24, else float64 (total checked
+    below 2^52): each term x * 2^k is an integer with at most 16 significant bits and every
+    partial sum is bounded by the total, so every addition is exact."""
     bound = sum((1 << (f.bits - 1)) << k for f, k in zip(q.in_fmts, q.in_shifts))
     if bound >= F64_EXACT // 2 or q.act == "leaky":
         y, acc = reference.run_kernel(q, *(x.astype(np.int64) for x in xs))
         return y.astype(np.float32), reference.acc_info(q, acc)
-    acc = np.zeros(xs[0].shape, dtype=np.float64)
-    for x, k in zip(xs, q.in_shifts):
-        acc += x * np.ldexp(1.0, k) if k else x
+    dt = np.float32 if bound <= F32_EXACT else np.float64
+    acc = np.multiply(xs[0], dt(np.ldexp(1.0, q.in_shifts[0])), dtype=dt)
+    for x, k in zip(xs[1:], q.in_shifts[1:]):
+        acc += x * dt(np.ldexp(1.0, k)) if k else x
     acc_min = float(acc.min()) if acc.size else 0.0
     acc_max = float(acc.max()) if acc.size else 0.0
     info = {"acc_min": int(acc_min), "acc_max": int(acc_max), "sat_low": 0, "sat_high": 0}
