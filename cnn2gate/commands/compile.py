@@ -4,7 +4,7 @@ from ..codegen import compile_project
 from ..frontend import load_model
 from ..hw import DEFAULT_BOARD, estimate, load_board, load_config
 from ..quant import load_formats, quantize
-from .options import input_shape_option, model_argument
+from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
 from .quantize import check_batch, load_array
 
 
@@ -22,7 +22,9 @@ from .quantize import check_batch, load_array
               help="Inputs (.npy) for the golden files. Default: the first --calib input, else a seeded random image.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Project directory to create.")
 @click.option("--force", is_flag=True, help="Replace the output directory if it exists.")
-def command(model, input_shape, board, formats_path, config_path, calib, golden_input, output, force):
+@json_option
+@quiet_option
+def command(model, input_shape, board, formats_path, config_path, calib, golden_input, output, force, as_json, quiet):
     """Generate the Intel FPGA OpenCL project (kernels, host, weights, golden files) for MODEL."""
     graph = load_model(model, input_shape=input_shape)
     board_info = load_board(board)
@@ -31,7 +33,7 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
     if formats_path:
         formats = load_formats(formats_path, graph)
     else:
-        if calib_x is None:
+        if calib_x is None and not (quiet or as_json):
             click.echo("note: no --formats or --calib given; quantising on a synthetic calibration set", err=True)
         formats = quantize(graph, calib_x)
     golden = None
@@ -40,15 +42,21 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
     elif calib_x is not None:
         golden = calib_x[:1]
     path = compile_project(graph, formats, board_info, config, output, force=force, golden_input=golden)
-    _warn_if_misfit(graph, board_info, config, formats)
+    est = estimate(graph, board_info, config, formats)
+    _warn_if_misfit(est, board_info, config)
+    if as_json:
+        echo_json({"project": str(path), "board": board_info.name, "config": config.to_dict(),
+                   "fits": est.fits, "total_ms": est.total_ms, "report": str(path / "report.html")})
+        return
+    if quiet:
+        return
     click.echo(f"wrote {path} (board {board_info.name}, vec_size={config.vec_size}, lane_num={config.lane_num}, "
                f"conv_gp_size_x={config.conv_gp_size_x})")
     click.echo(f"next: cnn2gate emulate {path}   or see {path}/README.md to build for the board")
 
 
-def _warn_if_misfit(graph, board_info, config, formats) -> None:
+def _warn_if_misfit(est, board_info, config) -> None:
     """The project is still written (emulation does not care), but `aoc` would fail to place it."""
-    est = estimate(graph, board_info, config, formats)
     if not est.fits:
         pct = est.resources.pct()
         over = ", ".join(f"{r} {pct[r]:.0f}%" for r in est.resources.over())

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project, record_emulation
 from ..errors import Cnn2GateError, VerificationError
+from .options import echo_json, json_option, quiet_option
 from .quantize import check_batch, load_array
 
 
@@ -35,13 +36,16 @@ def _load_input(project, input_path) -> np.ndarray:
               help="Write every layer's output here and report the first layer that differs.")
 @click.option("--channel-depth", type=click.IntRange(min=0), default=EMULATION_CHANNEL_DEPTH, show_default=True,
               help="Channel depth of the emulation build (0: the generated hardware depth). Results do not depend on it.")
-def command(project, input_path, labels, timeout, dump_dir, channel_depth):
+@json_option
+@quiet_option
+def command(project, input_path, labels, timeout, dump_dir, channel_depth, as_json, quiet):
     """Run PROJECT in the Intel FPGA emulator and compare every output with the simulator."""
     x = _load_input(project, input_path) if input_path else None
     if labels and x is None:
         raise Cnn2GateError("--labels needs --input")
     res = emulate_project(project, x, timeout=timeout, dump_dir=dump_dir, channel_depth=channel_depth or None)
-    if res.layer_ms:
+    show = not (quiet or as_json)
+    if res.layer_ms and show:
         click.echo(f"{'layer':40s} {'ms/image':>10s}")
         for name, ms in res.layer_ms.items():
             click.echo(f"{name:40s} {ms:10.3f}")
@@ -52,12 +56,16 @@ def command(project, input_path, labels, timeout, dump_dir, channel_depth):
         if len(y) != res.images:
             raise Cnn2GateError(f"{labels}: {len(y)} labels for {res.images} inputs")
         acc = float(np.mean(res.outputs.reshape(res.images, -1).argmax(axis=1) == y))
-        click.echo(f"top-1 accuracy (emulated): {acc * 100:.2f} %")
-    record_emulation(project, res, accuracy=acc)
-    if dump_dir and res.layer_mismatches:
+        if show:
+            click.echo(f"top-1 accuracy (emulated): {acc * 100:.2f} %")
+    fact = record_emulation(project, res, accuracy=acc)
+    if as_json:
+        echo_json(fact)
+    if dump_dir and res.layer_mismatches and show:
         bad = [name for name, n in res.layer_mismatches.items() if n]
         click.echo(f"layer dumps in {dump_dir}: {len(res.layer_mismatches) - len(bad)} of "
                    f"{len(res.layer_mismatches)} layers bit-exact" + (f"; first that differs: {bad[0]}" if bad else ""))
     if not res.passed:
         raise VerificationError(res.summary())
-    click.echo(res.summary())
+    if show:
+        click.echo(res.summary())

@@ -5,7 +5,7 @@ from ..errors import ConfigError
 from ..explore.agents import AGENTS
 from ..frontend import load_model
 from ..hw import DEFAULT_BOARD, load_board
-from .options import input_shape_option, model_argument
+from .options import echo_json, input_shape_option, json_option, model_argument
 
 
 def _load_calib(path):
@@ -36,8 +36,9 @@ def _load_calib(path):
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder (best_config.json, history.csv, summary.json, plots, report.html).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, calib, out_dir, force, quiet):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table.")
+@json_option
+def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, calib, out_dir, force, quiet, as_json):
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
@@ -55,11 +56,14 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
         raise ConfigError("--calib is used by the precision search: add --precision")
     board = load_board(board)
     graph = load_model(model, input_shape=input_shape)
-    bar = None if quiet else ProgressBar(budget)
+    bar = None if (quiet or as_json) else ProgressBar(budget)
     result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
                      min_sqnr=min_sqnr, calib=_load_calib(calib), progress=bar)
     if bar is not None:
         bar.close(result.evaluator)
     write_outputs(result, out_dir, graph=graph, board=board, force=force)
-    click.echo(render_summary(result))
-    click.echo(f"\nwrote {out_dir}/")
+    if as_json:
+        echo_json(result.summary())
+    elif not quiet:
+        click.echo(render_summary(result))
+        click.echo(f"\nwrote {out_dir}/")

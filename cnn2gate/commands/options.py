@@ -23,4 +23,16 @@ input_shape_option = click.option(
     help="Input shape (without batch) for models whose input has symbolic dimensions.",
 )
 
-__all__ = ["Cnn2GateError", "model_argument", "input_shape_option"]
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one machine-readable JSON document on stdout instead of tables.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress, notes or tables; errors still go to stderr.")
+
+
+def echo_json(doc) -> None:
+    """Strict JSON (NaN and infinities as null, numpy values as numbers), as the facts files."""
+    from ..report.facts import dumps
+
+    click.echo(dumps(doc), nl=False)
+
+
+__all__ = ["Cnn2GateError", "model_argument", "input_shape_option", "json_option", "quiet_option", "echo_json"]

@@ -5,7 +5,7 @@ from ..errors import Cnn2GateError, OutputError
 from ..frontend import load_model
 from ..ir.summary import format_table
 from ..quant import METHODS, quantize
-from .options import input_shape_option, model_argument
+from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
 
 
 def load_array(path: str, what: str) -> np.ndarray:
@@ -41,19 +41,26 @@ def check_batch(x: np.ndarray, graph, path: str) -> np.ndarray:
 @click.option("--weight-bits", type=click.IntRange(2, 16), default=None, help="Weight bits (default: --bits).")
 @click.option("--method", type=click.Choice(METHODS), default="mse", show_default=True, help="How fractional bits are chosen.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Formats file to write (JSON).")
-def command(model, input_shape, calib, bits, weight_bits, method, output):
+@json_option
+@quiet_option
+def command(model, input_shape, calib, bits, weight_bits, method, output, as_json, quiet):
     """Choose per-layer fixed-point formats for MODEL and write them to a formats file."""
     graph = load_model(model, input_shape=input_shape)
     data = None
     if calib is not None:
         data = check_batch(load_array(calib, "calibration"), graph, calib)
-    else:
+    elif not (quiet or as_json):
         click.echo("note: no --calib given; calibrating on a synthetic normal(0, 1) set (recorded in the file)", err=True)
     formats = quantize(graph, data, bits=bits, method=method, weight_bits=weight_bits)
     try:
         formats.to_json(output)
     except OSError as err:
         raise OutputError(f"{output}: cannot write formats file: {err}") from None
+    if as_json:
+        echo_json(formats.to_dict())
+        return
+    if quiet:
+        return
     rows = [["(input)", "", str(formats.input), "", ""]]
     for layer in graph.layers:
         lf = formats.layers[layer.name]

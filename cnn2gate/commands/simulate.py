@@ -9,7 +9,7 @@ from ..ir.reference import predict
 from ..ir.summary import format_table
 from ..quant import load_formats, quantize, quantize_params
 from ..sim import PATHS, report, simulate
-from .options import input_shape_option, model_argument
+from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
 from .quantize import check_batch, load_array
 
 REPORT_SAMPLES = 256
@@ -33,19 +33,27 @@ def save_npy_atomic(path: str, arr: np.ndarray) -> None:
               help="Simulator implementation (they agree bit for bit).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the outputs (.npy).")
-def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, output):
+@json_option
+@quiet_option
+def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, output,
+            as_json, quiet):
     """Run MODEL bit-accurately on a batch of inputs (softmax applied on the host, as deployed)."""
+    quiet = quiet or as_json
     graph = load_model(model, input_shape=input_shape)
     x = check_batch(load_array(input_path, "input"), graph, input_path)
     if use_float:
         save_npy_atomic(output, predict(graph, x))
-        click.echo(f"wrote {output}: float outputs for {len(x)} inputs", err=True)
+        if as_json:
+            echo_json({"output": output, "inputs": len(x), "mode": "float"})
+        elif not quiet:
+            click.echo(f"wrote {output}: float outputs for {len(x)} inputs", err=True)
         return
     if formats_path:
         formats = load_formats(formats_path, graph)
     else:
-        click.echo(f"note: no --formats given; quantising (8-bit, mse) calibrated on the first {min(len(x), CALIB_SAMPLES)} inputs",
-                   err=True)
+        if not quiet:
+            click.echo(f"note: no --formats given; quantising (8-bit, mse) calibrated on the first "
+                       f"{min(len(x), CALIB_SAMPLES)} inputs", err=True)
         formats = quantize(graph, x[:CALIB_SAMPLES])
     qg = quantize_params(graph, formats)
     chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
@@ -56,7 +64,7 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
         outs.append(res.output_int if ints else res.output_float)
         warnings.extend(w for w in res.warnings if w not in warnings)
 
-    if len(chunks) > 1:
+    if len(chunks) > 1 and not quiet:
         with click.progressbar(chunks, label="simulating", file=sys.stderr) as bar:
             for chunk in bar:
                 run(chunk)
@@ -66,9 +74,14 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     save_npy_atomic(output, np.concatenate(outs))
-    click.echo(f"wrote {output}: {'integer' if ints else 'dequantised'} outputs for {len(x)} inputs", err=True)
+    rows = report(graph, qg, x[:REPORT_SAMPLES], path=sim_path) if show_report else None
+    if as_json:
+        echo_json({"output": output, "inputs": len(x), "mode": "integer" if ints else "dequantised",
+                   "warnings": warnings, "report": rows, "report_inputs": min(len(x), REPORT_SAMPLES)})
+        return
+    if not quiet:
+        click.echo(f"wrote {output}: {'integer' if ints else 'dequantised'} outputs for {len(x)} inputs", err=True)
     if show_report:
-        rows = report(graph, qg, x[:REPORT_SAMPLES], path=sim_path)
         table = [[r["name"], r["kind"], r["format"], r.get("weight_format", ""), f"{r['sqnr_db']:.1f}",
                   f"{r['sat_low'] + r['sat_high']}/{r['outputs']}", r.get("acc_bits", ""), r.get("bound_bits", "")]
                  for r in rows]

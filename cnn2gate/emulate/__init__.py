@@ -59,14 +59,15 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
                         channel_depth=channel_depth)
 
 
-def record_emulation(project, result: EmulationResult, *, accuracy: float | None = None) -> None:
-    """Leave the verdict in the project's facts and refresh its report."""
+def record_emulation(project, result: EmulationResult, *, accuracy: float | None = None) -> dict:
+    """Leave the verdict in the project's facts and refresh its report; returns the fact."""
     from ..report import build_report, write_fact
     from ..report.producers import emulation_fact
 
-    write_fact(project, "emulation", emulation_fact(result, accuracy=accuracy,
-                                                    seconds=result.wall_ms_per_image * result.images / 1e3))
+    fact = emulation_fact(result, accuracy=accuracy, seconds=result.wall_ms_per_image * result.images / 1e3)
+    write_fact(project, "emulation", fact)
     build_report(project)
+    return fact
 
 
 __all__ = ["emulate_project", "record_emulation", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",

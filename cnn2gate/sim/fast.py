@@ -279,9 +279,12 @@ def _tiled_conv(q: QLayer, x: np.ndarray, plan: GemmPlan, workers: int):
     dh, dw = layer.dilation
     k = c * kh * kw
     big = plan.w.dtype.itemsize
-    xp = pad_nchw(x, layer.pads)
-    if xp.dtype != plan.dtype:
-        xp = xp.astype(plan.dtype)
+    top, left, bottom, right = layer.pads
+    if any(layer.pads):  # (np.pad is slow for this)
+        xp = np.zeros(x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right), dtype=plan.dtype)
+        xp[:, :, top : top + x.shape[2], left : left + x.shape[3]] = x
+    else:
+        xp = x.astype(plan.dtype, copy=False)
     one_by_one = (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and xp.shape[3] == ow
     tiles = max(1, min(TILES_PER_WORKER * workers, n * m * k * oh * ow // MIN_TILE_MACS))
     cols_per_tile = min(max(TILE_BYTES // (k * big), MIN_TILE_COLS), -(-n * oh * ow // tiles))
@@ -455,7 +458,13 @@ def _fused_round(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
         np.floor(z, out=z)
     lo = 0 if q.act in ("relu", "relu6") else fmt.lo
     hi = q.six_q if q.act == "relu6" else fmt.hi
-    np.clip(z, lo, hi, out=z)
+    # lo, hi are integers: floor(z) < lo iff z < lo, floor(z) > hi iff z >= hi + 1
+    if z_min < lo and z_max >= hi + 1:
+        np.clip(z, lo, hi, out=z)
+    elif z_min < lo:
+        np.maximum(z, lo, out=z)
+    elif z_max >= hi + 1:
+        np.minimum(z, hi, out=z)
     return z_min, z_max, sat_low, sat_high
 
 
