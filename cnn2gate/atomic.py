@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Union
 
-from .errors import OutputError
+from .errors import Cnn2GateError, OutputError
 
 Data = Union[bytes, str, Callable]
 
@@ -81,6 +81,33 @@ def make_temp_dir(out_dir, what: str = "output folder") -> Path:
         return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     except OSError as err:
         raise OutputError(f"cannot create {what} {out_dir}: {_why(err)}") from None
+
+
+def write_dir_atomic(out_dir, fill: Callable[[Path], None], *, force: bool, what: str = "output folder") -> Path:
+    """Build a folder with fill(tmp) in a temporary sibling, then move it to `out_dir`.
+
+    An existing `out_dir` is an error without force. OS errors while filling become
+    OutputError naming `out_dir` (not the temporary folder); any failure leaves nothing.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise OutputError(f"{out_dir} exists; use --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder")
+    tmp = make_temp_dir(out_dir, what)
+    try:
+        try:
+            fill(tmp)
+        except Cnn2GateError as err:  # name the output the user asked for, not the temporary folder
+            raise type(err)(str(err).replace(str(tmp), str(out_dir))) from None
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {out_dir}: {_why(err)}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return replace_dir_atomic(tmp, out_dir, force=force, what=what)
 
 
 def _check_parent(parent: Path, out: Path, what: str) -> None:

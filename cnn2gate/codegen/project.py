@@ -1,18 +1,16 @@
 """compile_project: a quantized graph -> a complete Intel FPGA OpenCL project directory."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..atomic import make_temp_dir, replace_dir_atomic
+from ..atomic import write_dir_atomic
 from ..errors import Cnn2GateError, OutputError
+from ..hw import estimate
 from ..ir.layers import Graph
 from ..quant.params import QuantizedGraph, quantize_params
-from ..hw import estimate
 from ..report import build_report, write_fact
 from ..report.producers import estimate_fact, formats_fact, model_fact, sim_fact
 from ..sim import report as sim_report
@@ -50,7 +48,7 @@ def compile_project(graph: Graph, formats, board, config, out_dir, *, force: boo
     qg = formats if isinstance(formats, QuantizedGraph) else quantize_params(graph, formats)
     hw = HwParams.from_config(config)
     plan = make_plan(qg, hw)
-    x = default_input(graph) if golden_input is None else _batch(graph, golden_input)
+    x = default_input(graph) if golden_input is None else as_batch(graph, golden_input, "golden input")
     sim = simulate(graph, qg, x)
     files = project_files(plan, qg, sim, _board_name(board), clean(str(getattr(board, "bsp", "") or "")))
     facts = project_facts(graph, qg, x, board, config)
@@ -71,14 +69,15 @@ def _record(folder: Path, facts: dict) -> None:
     build_report(folder)
 
 
-def _batch(graph: Graph, x) -> np.ndarray:
+def as_batch(graph: Graph, x, what: str = "input") -> np.ndarray:
+    """x as a float64 batch (N, C, H, W) for `graph`; a single sample gets a batch axis."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == len(graph.input_shape):
         x = x[None]
     if tuple(x.shape[1:]) != tuple(graph.input_shape) or not len(x):
-        raise Cnn2GateError(f"golden input has shape {tuple(x.shape)}; the model expects (N,) + {tuple(graph.input_shape)}")
+        raise Cnn2GateError(f"{what} has shape {tuple(x.shape)}; the model expects (N,) + {tuple(graph.input_shape)}")
     if not np.all(np.isfinite(x)):
-        raise Cnn2GateError("golden input contains NaN or infinite values")
+        raise Cnn2GateError(f"{what} contains NaN or infinite values")
     return x
 
 
@@ -173,24 +172,13 @@ def write_tree(out_dir: Path, files: dict[str, bytes], *, force: bool, finish=No
     """Write into a temporary sibling directory, then rename it into place (cnn2gate.atomic).
 
     finish(tmp) adds what is produced from files on disk (the report) before the rename."""
-    out_dir = Path(out_dir)
-    tmp = make_temp_dir(out_dir, "project")
-    try:
+    def fill(tmp: Path) -> None:
         for rel in sorted(files):
             _write_file(tmp / rel, files[rel])
         if finish is not None:
-            try:
-                finish(tmp)
-            except Cnn2GateError as err:  # name the output the user asked for, not the temporary folder
-                raise type(err)(str(err).replace(str(tmp), str(out_dir))) from None
-        os.chmod(tmp, 0o755)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write {out_dir}: {err}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir_atomic(tmp, out_dir, force=force, what="project")
+            finish(tmp)
+
+    write_dir_atomic(out_dir, fill, force=force, what="project")
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -37,17 +37,12 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
         x_int, expected = _golden(project, "input"), _golden(project, "output")
         layers = {s: _golden(project, f"layers/{s}") for s in stems} if dump_dir is not None else None
     else:
+        from ..codegen.project import as_batch
         from ..codegen.serialize import load_model
         from ..sim import simulate
 
         graph, formats = load_model(project)
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == len(graph.input_shape):
-            x = x[None]
-        if tuple(x.shape[1:]) != tuple(graph.input_shape) or not len(x):
-            raise Cnn2GateError(f"input has shape {tuple(x.shape)}; the model expects (N,) + {tuple(graph.input_shape)}")
-        if not np.all(np.isfinite(x)):
-            raise Cnn2GateError("input contains NaN or infinite values")
+        x = as_batch(graph, x)
         sim = simulate(graph, formats, x, keep="all" if dump_dir is not None else "output")
         n = sim.input_int.shape[0]
         out_shape = _golden(project, "output").shape[1:]

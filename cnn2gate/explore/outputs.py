@@ -14,12 +14,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..atomic import replace_dir_atomic
-from ..errors import OutputError
+from ..atomic import write_dir_atomic
 
 FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html",
          "report.json")
@@ -27,28 +24,12 @@ FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "
 
 def write_outputs(result, out_dir, *, graph, board, force: bool = False) -> Path:
     """Write every output of `explore` for `result` (searched on `graph` and `board`) into out_dir."""
-    out = Path(out_dir)
-    if out.exists() and not force:
-        raise OutputError(f"{out} exists; use --force to overwrite it")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    except OSError as err:
-        raise OutputError(f"cannot write {out}: {err}") from None
-    try:
+    def fill(tmp: Path) -> None:
         _write_all(result, tmp)
         _write_report(result, graph, board, tmp)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write {out}: {err}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    # swap into place; a failed swap restores the previous folder and leaves nothing behind
-    return replace_dir_atomic(tmp, out, force=force, what="explore output")
+
+    # a failed swap restores the previous folder and leaves nothing behind
+    return write_dir_atomic(out_dir, fill, force=force, what="explore output")
 
 
 def _write_all(result, d: Path) -> None:
