@@ -182,10 +182,7 @@ def release_scratch() -> None:
 # simulator uses as many threads as it was given. Exactness is unaffected: every output element
 # is still one GEMM dot product over the plan's single K chunk.
 
-try:
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # optional: without it the BLAS threads itself
-    ThreadpoolController = None
+from threadpoolctl import ThreadpoolController
 
 _blas_libs: list | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -208,18 +205,13 @@ MIN_PARALLEL_SIZE = 1 << 16
 def _blas() -> list:
     global _blas_libs
     if _blas_libs is None:
-        libs = []
-        if ThreadpoolController is not None:
-            try:
-                libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-            except Exception:  # pragma: no cover - introspection failure: BLAS threads itself
-                libs = []
-        _blas_libs = libs
+        # empty when numpy's BLAS cannot be controlled: then it threads itself
+        _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
     return _blas_libs
 
 
 def _blas_threads() -> int:
-    """How many threads the BLAS is set to use (1 when threadpoolctl is missing)."""
+    """How many threads the BLAS is set to use (1 when it cannot be controlled)."""
     return max((lib.num_threads for lib in _blas()), default=1)
 
 
