@@ -240,3 +240,81 @@ def test_cli_precision_writes_a_usable_formats_file(tmp_path):
 def test_cli_rejects_sqnr_bound_without_precision(tmp_path):
     res = CliRunner().invoke(main, ["explore", str(DIGITS), "--min-sqnr", "30", "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--precision" in res.output
+
+
+# ---- accuracy bound ---------------------------------------------------------------------
+TEST_X = ROOT / "examples" / "digits" / "test_x.npy"
+TEST_Y = ROOT / "examples" / "digits" / "test_y.npy"
+N_VAL = 120
+
+
+def test_accuracy_bound_is_verified_by_the_simulator():
+    from cnn2gate.frontend import load_model
+
+    x, y = np.load(TEST_X)[:N_VAL], np.load(TEST_Y)[:N_VAL]
+    r = explore(load_model(str(DIGITS)), "de1soc", agent="greedy", budget=40, seed=0, precision=True,
+                calib=x, labels=y, max_accuracy_loss=1.0)
+    assert r.best is not None and r.best.feasible
+    v = r.verification
+    assert v["passed"] and v["samples"] == N_VAL
+    assert v["float_accuracy"] - v["fixed_accuracy"] == pytest.approx(v["accuracy_loss_pct"], abs=1e-2)
+    assert v["accuracy_loss_pct"] <= 1.0
+    cal = r.accuracy_calibration
+    assert r.min_sqnr == cal["min_sqnr_db"] and cal["uniform"] and cal["float_accuracy"] == v["float_accuracy"]
+    doc = r.summary()
+    assert doc["max_accuracy_loss_pct"] == 1.0 and doc["verification"]["fixed_accuracy"] == v["fixed_accuracy"]
+    # an independent check of the chosen design with the simulator
+    from cnn2gate.ir import reference
+    from cnn2gate.sim import simulate
+
+    g = load_model(str(DIGITS))
+    fixed = simulate(g, r.formats, x, keep="output").floats[g.output].reshape(N_VAL, -1).argmax(1)
+    flt = reference.execute(g, x)[g.output].reshape(N_VAL, -1).argmax(1)
+    assert 100 * (np.mean(flt == y) - np.mean(fixed == y)) <= 1.0 + 1e-9
+
+
+def test_accuracy_bound_rejects_bad_requests():
+    x, y = np.load(TEST_X)[:10], np.load(TEST_Y)[:10]
+    with pytest.raises(ConfigError, match="--precision"):
+        explore(tiny_graph(), "de1soc", max_accuracy_loss=1.0, calib=x, labels=y)
+    with pytest.raises(ConfigError, match="--labels"):
+        explore(tiny_graph(), "de1soc", precision=True, max_accuracy_loss=1.0, calib=x)
+    with pytest.raises(ConfigError, match="--labels has 9 labels"):
+        explore(tiny_graph(), "de1soc", precision=True, max_accuracy_loss=1.0, calib=x, labels=y[:9])
+    with pytest.raises(ConfigError, match="--min-sqnr and --max-accuracy-loss"):
+        explore(tiny_graph(), "de1soc", precision=True, min_sqnr=30.0, max_accuracy_loss=1.0, calib=x, labels=y)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--max-accuracy-loss", "1"], "--precision"),
+    (["--precision", "--max-accuracy-loss", "1"], "--calib"),
+    (["--precision", "--max-accuracy-loss", "1", "--calib", "X"], "--labels"),
+    (["--precision", "--max-accuracy-loss", "1", "--calib", "X", "--labels", "Y9"], "--labels has 9 labels"),
+    (["--precision", "--max-accuracy-loss", "1", "--min-sqnr", "30", "--calib", "X", "--labels", "Y"],
+     "--max-accuracy-loss"),
+    (["--precision", "--labels", "Y"], "--max-accuracy-loss"),
+])
+def test_cli_accuracy_bound_errors_exit_2_naming_the_option(tmp_path, args, needle):
+    np.save(tmp_path / "x.npy", np.load(TEST_X)[:10])
+    np.save(tmp_path / "y.npy", np.load(TEST_Y)[:10])
+    np.save(tmp_path / "y9.npy", np.load(TEST_Y)[:9])
+    paths = {"X": str(tmp_path / "x.npy"), "Y": str(tmp_path / "y.npy"), "Y9": str(tmp_path / "y9.npy")}
+    args = [paths.get(a, a) for a in args]
+    res = CliRunner().invoke(main, ["explore", str(DIGITS), "--board", "de1soc", "--budget", "5", *args,
+                                    "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_accuracy_bound_reports_float_and_fixed_accuracy(tmp_path):
+    np.save(tmp_path / "x.npy", np.load(TEST_X)[:N_VAL])
+    np.save(tmp_path / "y.npy", np.load(TEST_Y)[:N_VAL])
+    out = tmp_path / "dse"
+    res = CliRunner().invoke(main, ["explore", str(DIGITS), "--board", "de1soc", "--agent", "greedy", "--budget", "30",
+                                    "--precision", "--max-accuracy-loss", "1", "--calib", str(tmp_path / "x.npy"),
+                                    "--labels", str(tmp_path / "y.npy"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "top-1 accuracy" in res.output and "vs float" in res.output
+    v = json.loads((out / "summary.json").read_text())["verification"]
+    assert v["passed"] and v["accuracy_loss_pct"] <= 1.0 and (out / "best_formats.json").exists()

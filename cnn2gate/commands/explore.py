@@ -20,6 +20,15 @@ def _load_calib(path):
     return x
 
 
+def _load_labels(path):
+    if path is None:
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--labels {path}: cannot read a .npy array: {err}") from None
+
+
 @click.command("explore")
 @model_argument
 @input_shape_option
@@ -31,18 +40,25 @@ def _load_calib(path):
 @click.option("--precision", is_flag=True, help="Also choose per-layer weight/activation widths from 4..16 bits.")
 @click.option("--min-sqnr", type=float, default=None, metavar="DB",
               help="Fidelity bound for --precision: modelled output SQNR in dB (default 30).")
+@click.option("--max-accuracy-loss", type=float, default=None, metavar="PCT",
+              help="Fidelity bound for --precision instead of --min-sqnr: top-1 accuracy points the quantized "
+                   "design may lose against the float model on --calib/--labels (checked with the simulator).")
 @click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
-              help="Calibration inputs (.npy, N x C x H x W) for --precision (default: a synthetic set).")
+              help="Calibration inputs (.npy, N x C x H x W) for --precision (default: a synthetic set); "
+                   "the validation inputs of --max-accuracy-loss.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
+              help="Class labels (.npy, N integers) of the --calib inputs, for --max-accuracy-loss.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder (best_config.json, history.csv, summary.json, plots, report.html).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table.")
 @json_option
-def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, calib, out_dir, force, quiet, as_json):
+def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, max_accuracy_loss, calib, labels,
+            out_dir, force, quiet, as_json):
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
-    from ..explore import DEFAULT_BUDGET, explore
+    from ..explore import DEFAULT_BUDGET, check_accuracy_request, explore
     from ..explore.outputs import write_outputs
     from ..explore.progress import ProgressBar
     from ..explore.report import render_summary
@@ -52,13 +68,17 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
         from ..errors import OutputError
 
         raise OutputError(f"{out_dir} exists; use --force to overwrite it")
+    calib_x = _load_calib(calib) if calib is not None and (precision or max_accuracy_loss is not None) else None
+    labels_y = check_accuracy_request(precision=precision, min_sqnr=min_sqnr, max_accuracy_loss=max_accuracy_loss,
+                                      calib=calib_x, labels=_load_labels(labels))
     if calib is not None and not precision:
         raise ConfigError("--calib is used by the precision search: add --precision")
     board = load_board(board)
     graph = load_model(model, input_shape=input_shape)
     bar = None if (quiet or as_json) else ProgressBar(budget)
     result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
-                     min_sqnr=min_sqnr, calib=_load_calib(calib), progress=bar)
+                     min_sqnr=min_sqnr, calib=calib_x, progress=bar, max_accuracy_loss=max_accuracy_loss,
+                     labels=labels_y)
     if bar is not None:
         bar.close(result.evaluator)
     write_outputs(result, out_dir, graph=graph, board=board, force=force)

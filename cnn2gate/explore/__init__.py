@@ -53,6 +53,8 @@ class ExploreResult:
     sensitivity_s: float = 0.0
     formats: object = None  # quant.Formats of the chosen design (precision only)
     notes: list = field(default_factory=list)
+    max_accuracy_loss: float | None = None  # accuracy bound (percentage points), when asked for
+    accuracy_calibration: dict | None = None  # how the SQNR proxy bound was derived from it
 
     @property
     def history(self) -> list[Evaluation]:
@@ -86,6 +88,8 @@ class ExploreResult:
             "space": {"size": self.space.size, "knobs": {k.name: list(k.values) for k in self.space.knobs},
                       "precision": self.space.has_precision, "fixed": FIXED_KNOBS},
             "min_sqnr_db": self.min_sqnr,
+            "max_accuracy_loss_pct": self.max_accuracy_loss,
+            "accuracy_calibration": self.accuracy_calibration,
             "best": None if best is None else _evaluation_doc(best, self.space),
             "best_found_at_evaluation": None if best is None else best.index + 1,
             "initial": None if self.initial is None else _evaluation_doc(self.initial, self.space),
@@ -114,7 +118,7 @@ def _evaluation_doc(e: Evaluation, space: DesignSpace) -> dict:
 def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_BUDGET, seed: int = 0,
             precision: bool = False, min_sqnr: float | None = None, calib=None,
             bits=PRECISION_BITS, progress=None, cost=None, space: DesignSpace | None = None,
-            sensitivity=None) -> ExploreResult:
+            sensitivity=None, max_accuracy_loss: float | None = None, labels=None) -> ExploreResult:
     """Search the design space of `graph` on `board` with `agent`; returns an ExploreResult.
 
     budget: distinct design points the agent may cost. precision: also choose per-layer
@@ -123,6 +127,10 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
     sensitivity model (a synthetic set when None). progress: callback(evaluator, evaluation).
     cost / space / sensitivity: replace the hardware model, the declared space or the
     fidelity model (tests and benchmarks).
+    max_accuracy_loss: bound (percentage points) on top-1 accuracy lost by the quantized
+    design against the float model on the inputs `calib` with class `labels` (N,); needs
+    precision, excludes min_sqnr. The search uses an SQNR bound calibrated from it
+    (`calibrate_sqnr_bound`); the chosen design's accuracy is measured with the simulator.
     """
     from ..hw import load_board
 
@@ -130,6 +138,8 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
         raise ConfigError(f"unknown agent {agent!r}; choose one of {', '.join(_agents.AGENTS)}")
     if not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ConfigError(f"budget must be a positive integer, got {budget!r}")
+    labels = check_accuracy_request(precision=precision, min_sqnr=min_sqnr, max_accuracy_loss=max_accuracy_loss,
+                                    calib=calib, labels=labels)
     if min_sqnr is not None and not precision:
         raise ConfigError("--min-sqnr bounds the precision search: add --precision")
     t0 = time.perf_counter()
@@ -152,6 +162,15 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
 
         sensitivity = SensitivityModel.build(graph, calib, bits)
         sens_s = sensitivity.seconds
+    calibration = None
+    if max_accuracy_loss is not None:
+        if not hasattr(sensitivity, "simulated_output"):
+            raise ConfigError("--max-accuracy-loss needs the simulator-backed sensitivity model, "
+                              "not a plain fidelity function")
+        t_cal = time.perf_counter()
+        calibration = calibrate_sqnr_bound(sensitivity, space, labels, max_accuracy_loss)
+        min_sqnr = calibration["min_sqnr_db"]
+        sens_s += time.perf_counter() - t_cal
     if space.has_precision:
         space = start_at_uniform_width(space, sensitivity, min_sqnr)
     features = _features(graph, board_obj)
@@ -167,8 +186,12 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr, agent=agent).evaluate(space.initial)
     result = ExploreResult(graph.name, board_name, agent, int(seed), int(budget), space, ev, None, initial,
-                           0.0, min_sqnr=min_sqnr, sensitivity_s=sens_s)
-    _choose(result, sensitivity)
+                           0.0, min_sqnr=min_sqnr, sensitivity_s=sens_s,
+                           max_accuracy_loss=None if max_accuracy_loss is None else float(max_accuracy_loss),
+                           accuracy_calibration=calibration)
+    if calibration is not None and calibration.get("note"):
+        result.notes.append(calibration["note"])
+    _choose(result, sensitivity, labels)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -182,8 +205,85 @@ def _features(graph, board):
         return model_features(graph)
 
 
-def _choose(result: ExploreResult, sensitivity) -> None:
-    """Pick the best feasible design; with precision, the first one the simulator confirms."""
+def check_accuracy_request(*, precision, min_sqnr, max_accuracy_loss, calib, labels):
+    """Validate a --max-accuracy-loss request; returns the labels as a 1-D int array (or None)."""
+    if max_accuracy_loss is None:
+        if labels is not None:
+            raise ConfigError("--labels is only used by --max-accuracy-loss: add --max-accuracy-loss PCT")
+        return None
+    if min_sqnr is not None:
+        raise ConfigError("--min-sqnr and --max-accuracy-loss are two fidelity bounds: give only one")
+    if not precision:
+        raise ConfigError("--max-accuracy-loss bounds the precision search: add --precision")
+    if not (isinstance(max_accuracy_loss, (int, float, np.integer, np.floating))
+            and 0.0 <= float(max_accuracy_loss) <= 100.0):
+        raise ConfigError(f"--max-accuracy-loss must be a percentage in [0, 100], got {max_accuracy_loss!r}")
+    if calib is None or labels is None:
+        raise ConfigError("--max-accuracy-loss needs labelled validation inputs: --calib X.npy and --labels Y.npy")
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)
+                           or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+        raise ConfigError(f"--labels: expected one integer class label per input (shape (N,)), "
+                          f"got {y.dtype} of shape {y.shape}")
+    n = 1 if np.ndim(calib) == 3 else len(calib)
+    if len(y) != n:
+        raise ConfigError(f"--labels has {len(y)} labels but --calib has {n} inputs: they must match one to one")
+    return y.astype(np.int64)
+
+
+def _accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (%) of model outputs (N, classes...) against labels (N,)."""
+    pred = np.asarray(outputs).reshape(len(labels), -1).argmax(axis=1)
+    return 100.0 * float(np.mean(pred == labels))
+
+
+def calibrate_sqnr_bound(sensitivity, space: DesignSpace, labels, max_loss: float) -> dict:
+    """Derive the search's SQNR bound from an accuracy bound by measuring a few uniform designs.
+
+    Every layer at one width b, widest first: the simulator measures top-1 accuracy and
+    the sensitivity model gives the SQNR. The bound is the modelled SQNR of the narrowest
+    width reached before the first one losing more than `max_loss` points (so every wider
+    uniform design also met the bound). If even the widest fails, DEFAULT_MIN_SQNR is kept.
+    """
+    from ..errors import AccumulatorOverflow
+
+    float_acc = _accuracy(sensitivity.float_output(), labels)
+    layers = list(space.precision(space.initial))
+    widths = next(k.values for k in space.knobs if k.role != "hw")
+    rows, chosen = [], None
+    for b in sorted(widths, reverse=True):
+        bits = {layer: {"w_bits": b, "a_bits": b} for layer in layers}
+        row = {"bits": int(b), "model_db": round(sensitivity.sqnr(bits), 2)}
+        try:
+            acc = _accuracy(sensitivity.simulated_output(bits), labels)
+        except AccumulatorOverflow as err:
+            row["error"] = str(err)
+            rows.append(row)
+            break
+        row.update(fixed_accuracy=round(acc, 3), loss_pct=round(float_acc - acc, 3))
+        rows.append(row)
+        if float_acc - acc > max_loss:
+            break
+        chosen = row
+    doc = {"float_accuracy": round(float_acc, 3), "uniform": rows, "samples": int(len(labels))}
+    if chosen is None:
+        doc["min_sqnr_db"] = DEFAULT_MIN_SQNR
+        doc["note"] = (f"no uniform width kept the accuracy loss within {max_loss} points; "
+                       f"searching under the default {DEFAULT_MIN_SQNR} dB")
+    else:
+        doc["min_sqnr_db"] = float(chosen["model_db"])
+        doc["from_uniform_bits"] = chosen["bits"]
+    return doc
+
+
+def _choose(result: ExploreResult, sensitivity, labels=None) -> None:
+    """Pick the best feasible design; with precision, the first one the simulator confirms.
+
+    With an accuracy bound, "confirms" means: simulated top-1 accuracy on the labelled
+    inputs within `max_accuracy_loss` points of the float model's.
+    """
     feasible = sorted((e for e in result.history if e.feasible), key=Evaluation.key)
     if not feasible:
         result.notes.append("no feasible design was found")
@@ -197,22 +297,42 @@ def _choose(result: ExploreResult, sensitivity) -> None:
         return
     from ..errors import AccumulatorOverflow
 
+    from ..sim import sqnr_db
+
+    by_accuracy = result.max_accuracy_loss is not None
+    float_acc = _accuracy(sensitivity.float_output(), labels) if by_accuracy else None
     tried = []
     for cand in feasible[:VERIFY_CANDIDATES]:
         try:
-            sim = sensitivity.simulated_sqnr(cand.bits)
+            if by_accuracy:
+                out = sensitivity.simulated_output(cand.bits)
+                sim = float(sqnr_db(sensitivity.float_output(), out))
+            else:
+                sim = sensitivity.simulated_sqnr(cand.bits)
         except AccumulatorOverflow as err:
             tried.append({"evaluation": cand.index + 1, "error": str(err)})
             continue
-        tried.append({"evaluation": cand.index + 1, "model_db": round(cand.fidelity, 2), "sim_db": round(sim, 2)})
-        if sim >= result.min_sqnr:
+        row = {"evaluation": cand.index + 1, "model_db": round(cand.fidelity, 2), "sim_db": round(sim, 2)}
+        if by_accuracy:
+            acc = _accuracy(out, labels)
+            row.update(fixed_accuracy=round(acc, 3), loss_pct=round(float_acc - acc, 3))
+            ok = float_acc - acc <= result.max_accuracy_loss
+        else:
+            ok = sim >= result.min_sqnr
+        tried.append(row)
+        if ok:
             result.best = cand
             result.formats = sensitivity.formats_for(cand.bits)
             result.verification = {"passed": True, "sim_sqnr_db": round(sim, 2), "tried": tried}
+            if by_accuracy:
+                result.verification.update(float_accuracy=round(float_acc, 3), fixed_accuracy=row["fixed_accuracy"],
+                                           accuracy_loss_pct=row["loss_pct"], samples=int(len(labels)))
             break
     else:
         result.verification = {"passed": False, "tried": tried}
-        result.notes.append(f"none of the {len(tried)} best designs reached {result.min_sqnr} dB in the simulator")
+        bound = (f"an accuracy loss within {result.max_accuracy_loss} points" if by_accuracy
+                 else f"{result.min_sqnr} dB")
+        result.notes.append(f"none of the {len(tried)} best designs reached {bound} in the simulator")
     pts = [e.bits for e in _spread(result.history, 6)]
     result.fidelity_check = sensitivity.check_against_simulator(pts)
 
@@ -226,4 +346,5 @@ def _spread(history, n):
 
 
 __all__ = ["explore", "ExploreResult", "AGENTS", "DEFAULT_AGENT", "DEFAULT_BUDGET", "DEFAULT_MIN_SQNR",
-           "DesignSpace", "Evaluator", "Evaluation", "build_space"]
+           "DesignSpace", "Evaluator", "Evaluation", "build_space", "calibrate_sqnr_bound",
+           "check_accuracy_request"]

@@ -12,7 +12,7 @@ Computed once per model:
    power) and its SQNR is 10 log10(P_signal / noise).
 
 `check_against_simulator` measures the model's error against the bit-accurate simulator
-on a few points; `verify` runs the simulator on one design.
+on a few points; `simulated_sqnr` / `simulated_output` run the simulator on one design.
 """
 from __future__ import annotations
 
@@ -161,6 +161,18 @@ class SensitivityModel:
         res = simulate(self.graph, self.formats_for(bits), self.calib, keep="output")
         ref = float_ref.execute(self.graph, self.calib)[self.graph.output]
         return float(sqnr_db(ref, res.floats[self.graph.output]))
+
+    def simulated_output(self, bits: dict) -> np.ndarray:
+        """The bit-accurate simulator's output (as floats) for these widths, on the calibration data."""
+        from ..sim import simulate
+
+        return simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats[self.graph.output]
+
+    def float_output(self) -> np.ndarray:
+        """The float model's output on the calibration data (computed once)."""
+        if getattr(self, "_float_output", None) is None:
+            self._float_output = float_ref.execute(self.graph, self.calib)[self.graph.output]
+        return self._float_output
 
     def check_against_simulator(self, points: list[dict]) -> dict:
         """Modelled vs simulated SQNR on some points: per point and mean/max absolute error (dB)."""

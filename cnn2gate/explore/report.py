@@ -32,7 +32,12 @@ def render_summary(result) -> str:
         widths = ", ".join(f"{layer} w{b['w_bits']}/a{b['a_bits']}" for layer, b in best.bits.items())
         lines.append(f"precision: {widths}")
         v = result.verification or {}
-        if v.get("passed"):
+        if v.get("passed") and result.max_accuracy_loss is not None:
+            lines.append(f"simulator: top-1 accuracy {v['fixed_accuracy']:.2f} % vs float {v['float_accuracy']:.2f} % "
+                         f"on {v['samples']} labelled inputs (loss {v['accuracy_loss_pct']:.2f} points, bound "
+                         f"{result.max_accuracy_loss}); search bound {result.min_sqnr} dB modelled SQNR, "
+                         f"simulated {v['sim_sqnr_db']:.1f} dB")
+        elif v.get("passed"):
             lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR (bound {result.min_sqnr} dB, "
                          f"model said {best.fidelity:.1f} dB)")
         fc = result.fidelity_check or {}
