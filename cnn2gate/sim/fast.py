@@ -1,4 +1,5 @@
-"""Fast integer path: the same arithmetic as sim/reference.py, on BLAS.
+"""Fast integer path: the same arithmetic as sim/reference.py, on BLAS and
+onnxruntime's float32 convolution kernels (sim/ort_conv.py).
 
 Activations travel as float32 arrays holding exact integers (|q| <= 2^15).
 
@@ -10,6 +11,9 @@ every subset sum is an integer no larger, hence exactly representable, and no
 operation ever rounds. `plan_chunks` splits K so that each chunk meets that
 bound for the worst input the format allows (|x| <= 2^(in_bits-1)); chunk
 results are then added in float64, exact below 2^53.
+
+Convs whose every group has one fused float32 chunk run on onnxruntime's kernels,
+which are sums of products too (sim/ort_conv.py). Otherwise:
 
 Threads: convs with one fused chunk, dense layers and max pools are cut into
 tiles (output rows / channels, weight rows) that `workers` threads pull as they
@@ -31,7 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..ir.windows import pad_nchw, patches
 from ..quant import fixedpoint as fx
 from ..quant.params import QLayer
-from . import reference
+from . import ort_conv, reference
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
@@ -342,6 +346,8 @@ def conv(q: QLayer, x: np.ndarray):
     mg = m // layer.groups
     if cg == 1 and all(len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans):
         return _finish(q, _depthwise(q, x, plans), plans)
+    if m and oh * ow and all(p.fused and p.dtype == np.float32 for p in plans):
+        return _finish(q, ort_conv.conv(q, x, plans, max(1, _blas_threads())), plans)
     if layer.groups == 1 and plans[0].fused and m and oh * ow:
         with _single_threaded_blas() as workers:
             if workers > 1:
