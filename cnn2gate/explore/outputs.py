@@ -38,8 +38,6 @@ def _write_all(result, d: Path) -> None:
         result.formats.to_json(d / "best_formats.json")
     write_history(result, d / "history.csv")
     (d / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=_json) + "\n")
-    plot_convergence(result, d / "convergence.png")
-    plot_pareto(result, d / "pareto.png")
 
 
 def _write_report(result, graph, board, d: Path) -> None:
@@ -57,6 +55,15 @@ def _write_report(result, graph, board, d: Path) -> None:
         write_fact(d, "estimate", estimate_fact(est))
     write_fact(d, "explore", explore_fact(result, est))
     build_report(d)
+    # the search plots as files too, drawn by the report's plotting code
+    from ..report.build import figure_pngs
+    from ..report.derive import derive
+    from ..report.facts import read_facts
+
+    facts = read_facts(d)
+    pngs = figure_pngs(facts, derive(facts))
+    for name in ("convergence", "pareto"):
+        (d / f"{name}.png").write_bytes(pngs[name])
 
 
 def explore_fact(result, est) -> dict:
@@ -96,69 +103,3 @@ def write_history(result, path: Path) -> None:
                         f"{e.total_ms:.6f}", int(e.fits), "" if e.fidelity is None else f"{e.fidelity:.3f}",
                         int(e.feasible), f"{e.resources.get('dsp', 0):.2f}", f"{e.resources.get('alm', 0):.2f}",
                         f"{e.resources.get('ram_blocks', 0):.2f}"])
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_convergence(result, path: Path) -> None:
-    plt = _pyplot()
-    curve = result.convergence()
-    xs = [i + 1 for i, v in enumerate(curve) if math.isfinite(v)]
-    ys = [v for v in curve if math.isfinite(v)]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if xs:
-        ax.step(xs, ys, where="post", label=result.agent)
-        ax.set_yscale("log")
-    ax.set_xlabel("evaluations (distinct design points)")
-    ax.set_ylabel("best feasible latency (ms)")
-    ax.set_title(f"{result.model} on {result.board}: {result.agent}, seed {result.seed}")
-    ax.grid(True, which="both", alpha=0.3)
-    if xs:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated in (resource, latency), both minimised, sorted by resource."""
-    front, best = [], math.inf
-    for r, t in sorted(points):
-        if t < best:
-            front.append((r, t))
-            best = t
-    return front
-
-
-def plot_pareto(result, path: Path) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, res in zip(axes, ("dsp", "alm")):
-        feas = [(e.resources.get(res, 0.0), e.total_ms) for e in result.history if e.feasible]
-        infeas = [(e.resources.get(res, 0.0), e.total_ms) for e in result.history if not e.feasible]
-        if infeas:
-            ax.scatter(*zip(*infeas), s=6, c="lightgray", label="infeasible")
-        if feas:
-            ax.scatter(*zip(*feas), s=6, c="tab:blue", alpha=0.5, label="feasible")
-            front = pareto_front(feas)
-            ax.step(*zip(*front), where="post", c="tab:red", label="Pareto front")
-        if result.best is not None:
-            ax.scatter([result.best.resources.get(res, 0.0)], [result.best.total_ms], marker="*", s=120, c="k",
-                       label="chosen")
-        ax.axvline(100, c="k", lw=0.8, ls="--")
-        ax.set_xlabel(f"{res.upper()} use (% of board)")
-        ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("latency (ms)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{result.model} on {result.board}: {result.n_evals} evaluations ({result.agent})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

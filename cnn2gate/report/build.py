@@ -47,21 +47,26 @@ def build_report(folder: str | os.PathLike) -> tuple[Path, Path]:
 
 def figures(facts: dict, derived: dict) -> dict[str, str]:
     """The plots the facts allow, as data URIs keyed by name."""
+    return {name: plots.data_uri(png) for name, png in figure_pngs(facts, derived).items()}
+
+
+def figure_pngs(facts: dict, derived: dict) -> dict[str, bytes]:
+    """The plots the facts allow, as PNG bytes keyed by name."""
     out = {}
     layers = derived["layers"]
     if "estimate" in facts:
         est = facts["estimate"]
-        out["roofline"] = plots.data_uri(plots.roofline(layers, est["peak_gops"], est["mem_bandwidth_gbs"]))
-        out["layer_times"] = plots.data_uri(plots.layer_times(layers))
+        out["roofline"] = plots.roofline(layers, est["peak_gops"], est["mem_bandwidth_gbs"])
+        out["layer_times"] = plots.layer_times(layers)
     if "explore" in facts:
         exp, dex = facts["explore"], derived["explore"]
         if exp["history"]:
-            out["convergence"] = plots.data_uri(plots.convergence(exp["history"], dex["best_so_far_ms"]))
+            out["convergence"] = plots.convergence(exp["history"], dex["best_so_far_ms"])
         if dex["pareto_dsp"] or dex["pareto_alm"]:
             fronts = {"dsp": dex["pareto_dsp"], "alm": dex["pareto_alm"]}
             limits = ({res: facts["estimate"]["resources"][res]["available"] for res in fronts}
                       if "estimate" in facts else None)
-            out["pareto"] = plots.data_uri(plots.pareto(exp["history"], fronts, dex["best_found_at"], limits))
+            out["pareto"] = plots.pareto(exp["history"], fronts, dex["best_found_at"], limits)
     return out
 
 
