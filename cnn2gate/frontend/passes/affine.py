@@ -131,6 +131,10 @@ def _fold_into_producer(g: WGraph, n: Node) -> None:
     b = np.zeros(m) if b is None else b.astype(np.float64)
     w = w * s.reshape((m,) + (1,) * (w.ndim - 1))
     b = b * s + t
+    limit = np.finfo(np.float32).max
+    if not (np.all(np.abs(w) <= limit) and np.all(np.abs(b) <= limit)):  # also catches NaN
+        raise ModelError(f"{g.source}: folding node {n.name or n.op!r} into {p.name or p.op!r} gives "
+                         "weights outside the float32 range")
     p.inputs = [p.inputs[0], g.add_const(p.inputs[1] + "_folded", w.astype(np.float32)),
                 g.add_const(p.inputs[1] + "_bias_folded", b.astype(np.float32))]
     g.remove(n)
