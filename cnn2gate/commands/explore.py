@@ -50,16 +50,20 @@ def _load_labels(path):
               help="Class labels (.npy, N integers) of the --calib inputs, for --max-accuracy-loss.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder (best_config.json, history.csv, summary.json, plots, report.html).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes for costing batches of design points and building the sensitivity model "
+                   "[default: all usable cores]. The result does not depend on it.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table.")
 @json_option
 def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, max_accuracy_loss, calib, labels,
-            out_dir, force, quiet, as_json):
+            workers, out_dir, force, quiet, as_json):
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
     from ..explore import DEFAULT_BUDGET, check_accuracy_request, explore
     from ..explore.outputs import write_outputs
+    from ..explore.parallel import usable_cores
     from ..explore.progress import ProgressBar
     from ..explore.report import render_summary
 
@@ -78,7 +82,7 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
     bar = None if (quiet or as_json) else ProgressBar(budget)
     result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
                      min_sqnr=min_sqnr, calib=calib_x, progress=bar, max_accuracy_loss=max_accuracy_loss,
-                     labels=labels_y)
+                     labels=labels_y, workers=workers or usable_cores())
     if bar is not None:
         bar.close(result.evaluator)
     write_outputs(result, out_dir, graph=graph, board=board, force=force)

@@ -105,22 +105,35 @@ class DesignEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
+        best_before, before = self.ev.best_feasible(), self.ev.n_evals
+        point = self.propose(action)
+        return self.finish(self._try(point), best_before, new=self.ev.n_evals > before)
+
+    # -- the two halves of a step, so that a vectorised wrapper can cost many points at once
+    def propose(self, action) -> tuple:
+        """The design point `action` moves the current design to (not costed yet)."""
         knob, kind = divmod(int(action), 3)
-        prev = self._cur
-        point = list(prev.point)
+        point = list(self._cur.point)
         n = self.space.dims[knob]
         if kind == 2 and n > 1:
             i = int(self.np_random.integers(n - 1))
             point[knob] = i + 1 if i >= point[knob] else i
         else:
             point[knob] = min(max(point[knob] + (1 if kind == 1 else -1), 0), n - 1)
-        best_before = self.ev.best_feasible()
-        before = self.ev.n_evals
-        nxt = self._try(tuple(point))
+        return tuple(point)
+
+    def finish(self, nxt: Evaluation | None, best_before: Evaluation | None, *, new: bool):
+        """Complete a step whose proposed point was costed as `nxt` (None: the budget is spent).
+
+        best_before: the best feasible design before the point was costed; new: whether
+        costing it was a new evaluation rather than a cache hit.
+        """
         self._t += 1
         if nxt is None:
+            self.stopped = True
             return self._obs(), 0.0, False, True, {"budget_spent": True}
-        self._stalled = self._stalled + 1 if self.ev.n_evals == before else 0
+        prev = self._cur
+        self._stalled = 0 if new else self._stalled + 1
         reward = float(np.clip((prev.score - nxt.score) * 10.0, -20.0, 20.0))
         best_after = self.ev.best_feasible()
         if best_after is not None and best_after is not best_before and best_after is nxt:

@@ -20,6 +20,15 @@ AGENTS = {
 }
 
 
+#: agents that hand the evaluator batches of points (evaluate_many), so a cost pool pays
+BATCHED = ("ppo", "bo", "random", "exhaustive")
+
+
+def batches(name: str) -> bool:
+    """Whether agent `name` proposes points in batches that can be costed in parallel."""
+    return name in BATCHED
+
+
 def get(name: str):
     """The `search` function of the agent called `name` (ValueError lists the known names)."""
     if name not in AGENTS:

@@ -1,10 +1,14 @@
 """Exhaustive search: cost every point of the space (only when the budget covers it)."""
 from __future__ import annotations
 
+import itertools
+
 from ...errors import ConfigError
 
 #: Largest space this agent will walk.
 MAX_POINTS = 2_000_000
+#: Points handed to the evaluator (and its pool) at once.
+BATCH = 256
 
 
 def search(ev, seed: int = 0) -> None:
@@ -15,5 +19,6 @@ def search(ev, seed: int = 0) -> None:
     if ev.budget is not None and ev.budget < size:
         raise ConfigError(f"--agent exhaustive needs --budget of at least {size:,} (the size of the space), "
                           f"got {ev.budget:,}")
-    for point in ev.space.enumerate():
-        ev.evaluate(point)
+    points = ev.space.enumerate()
+    while batch := list(itertools.islice(points, BATCH)):
+        ev.evaluate_many(batch)

@@ -2,20 +2,49 @@
 
 Each step the policy moves one knob one place down or up its legal list, or jumps it to a
 random legal value; short episodes start from the best design found so far and widen
-when that neighbourhood is used up (see cnn2gate/explore/env.py). Training stops when the
-evaluation budget is spent, or after `STEPS_PER_EVAL` environment steps per budgeted
-evaluation (repeat visits are free, so a converged policy could otherwise loop).
+when that neighbourhood is used up (see cnn2gate/explore/env.py). `N_ENVS` environments
+share the evaluator and step together: their proposed points are costed as one batch
+(on the evaluator's pool when it has one). N_ENVS is fixed, so the history does not
+depend on the number of workers. Training stops when the evaluation budget is spent, or
+after `STEPS_PER_EVAL` environment steps per budgeted evaluation (repeat visits are
+free, so a converged policy could otherwise loop).
 """
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from ..env import DesignEnv
 
 STEPS_PER_EVAL = 8
+N_ENVS = 4
 ENV = dict(horizon=2, restart_prob=0.05, stall=32, max_horizon=32)
-HYPER = dict(n_steps=64, batch_size=64, n_epochs=4, gamma=0.9, gae_lambda=0.9, learning_rate=1e-3,
-             ent_coef=0.05, clip_range=0.2)
+ROLLOUT = 64  # environment steps per policy update, over all environments
+HYPER = dict(n_steps=ROLLOUT // N_ENVS, batch_size=64, n_epochs=4, gamma=0.9, gae_lambda=0.9,
+             learning_rate=1e-3, ent_coef=0.05, clip_range=0.2)
+
+
+def _batched_vec_env(ev, envs):
+    """A DummyVecEnv whose step costs all environments' proposals with one evaluate_many call."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    class BatchedVecEnv(DummyVecEnv):
+        def step_wait(self):
+            best_before, before = ev.best_feasible(), ev.n_evals
+            points = [env.propose(a) for env, a in zip(self.envs, self.actions)]
+            for i, (env, res) in enumerate(zip(self.envs, ev.evaluate_many(points))):
+                new = res is not None and res.index >= before
+                obs, self.buf_rews[i], terminated, truncated, self.buf_infos[i] = env.finish(res, best_before, new=new)
+                self.buf_dones[i] = terminated or truncated
+                self.buf_infos[i]["TimeLimit.truncated"] = truncated and not terminated
+                if self.buf_dones[i]:
+                    self.buf_infos[i]["terminal_observation"] = obs
+                    obs, self.reset_infos[i] = env.reset()
+                self._save_obs(i, obs)
+            return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), list(self.buf_infos)
+
+    return BatchedVecEnv([lambda env=env: env for env in envs])
 
 
 def search(ev, seed: int = 0) -> None:
@@ -23,19 +52,20 @@ def search(ev, seed: int = 0) -> None:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
+    envs = [DesignEnv(ev, ev.features, **ENV) for _ in range(N_ENVS)]
+
     class _StopWhenSpent(BaseCallback):
         def _on_step(self) -> bool:
-            return not (env.stopped or ev.exhausted)
+            return not (ev.exhausted or any(env.stopped for env in envs))
 
-    env = DesignEnv(ev, ev.features, **ENV)
     steps = STEPS_PER_EVAL * (ev.budget or min(ev.space.size, 10_000))
-    steps = max(steps, HYPER["n_steps"])
+    steps = max(steps, ROLLOUT)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64x64 policy: more threads only add synchronisation
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+            model = PPO("MlpPolicy", _batched_vec_env(ev, envs), seed=seed, device="cpu", verbose=0,
                         policy_kwargs=dict(net_arch=[64, 64]), **HYPER)
             model.learn(total_timesteps=steps, callback=_StopWhenSpent())
     finally:
