@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import ConfigError
 from ..ir import reference as float_ref
@@ -47,10 +48,14 @@ class SensitivityModel:
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
-    def build(cls, graph: Graph, calib: np.ndarray | None, bits) -> "SensitivityModel":
+    def build(cls, graph: Graph, calib: np.ndarray | None, bits, workers: int = 1) -> "SensitivityModel":
+        """Quantise at every width and measure every tensor's noise power.
+
+        `workers` > 1 spreads the per-layer noise measurements over that many forked
+        processes (POSIX only); the result is the same as the serial build, bit for bit.
+        """
         import time
 
-        from ..quant import quantize
         from ..quant.calibrate import synthetic_calibration
 
         t0 = time.perf_counter()
@@ -62,30 +67,61 @@ class SensitivityModel:
         if tuple(calib.shape[1:]) != tuple(graph.input_shape):
             raise ConfigError(f"calibration data has shape {calib.shape[1:]}, the model takes {graph.input_shape}")
         model = cls(graph, calib, tuple(sorted(bits)))
-        for b in model.bits:
-            model.base_formats[b] = quantize(graph, calib, bits=b)
-        if INPUT_BITS not in model.base_formats:
-            model.base_formats[INPUT_BITS] = quantize(graph, calib, bits=INPUT_BITS)
-        ref = float_ref.execute(graph, calib)
-        y = ref[graph.output]
-        model.signal_power = float(np.mean(y * y))
-        if model.signal_power <= 0:
-            raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
-        index = {layer.name: i for i, layer in enumerate(graph.layers)}
-        x_in = _fake_quant(calib, model.base_formats[INPUT_BITS].input)
-        model.input_noise = model._rerun_noise(ref, 0, {GRAPH_INPUT: x_in}, y)
-        for layer in graph.layers:
+        widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
+        model.base_formats = dict(zip(widths, _fork_map(_worker_quantize, widths, int(workers or 1),
+                                                        (graph, calib))))
+        # One task per noise term: the input's rounding first, then every
+        # (layer, width, role) in order.
+        tasks: list[tuple] = [(None, 0, "input")]
+        for i, layer in enumerate(graph.layers):
             if layer.kind not in PRECISION_KINDS:
                 continue
-            i = index[layer.name]
             for b in model.bits:
-                fm = model.base_formats[b].layers[layer.name]
-                w_q = _fake_quant(layer.weight.astype(np.float64), fm.weight)
-                model.noise[(layer.name, "w_bits", b)] = model._rerun_noise(ref, i, {}, y, weight=(layer, w_q))
-                a_q = _fake_quant(ref[layer.name], fm.out)
-                model.noise[(layer.name, "a_bits", b)] = model._rerun_noise(ref, i + 1, {layer.name: a_q}, y)
+                tasks.append((i, b, "w_bits"))
+                tasks.append((i, b, "a_bits"))
+        workers = int(workers or 1)
+        # The float runs below use single-threaded BLAS whatever `workers` is: OpenBLAS
+        # picks different kernels (different rounding) for different thread counts, and
+        # the serial and parallel builds must agree bit for bit. Many small GEMMs gain
+        # little from BLAS threads anyway; `workers` is the way to use more cores.
+        # The weights are held as float64 for the duration (exact, and the float runs
+        # then don't convert them again on every layer call); restored afterwards.
+        saved = {}
+        try:
+            for layer in graph.layers:
+                if layer.has_weights and layer.weight.dtype != np.float64:
+                    saved[layer.name] = layer.weight
+                    layer.weight = layer.weight.astype(np.float64)
+            with threadpool_limits(limits=1):
+                ref = float_ref.execute(graph, calib)
+                y = ref[graph.output]
+                model.signal_power = float(np.mean(y * y))
+                if model.signal_power <= 0:
+                    raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
+                results = _fork_map(_worker_noise, tasks, workers, (model, ref, y))
+        finally:
+            for layer in graph.layers:
+                if layer.name in saved:
+                    layer.weight = saved[layer.name]
+        model.input_noise = results[0]
+        for (i, b, role), value in zip(tasks[1:], results[1:]):
+            model.noise[(graph.layers[i].name, role, b)] = value
         model.seconds = time.perf_counter() - t0
         return model
+
+    def _task_noise(self, ref, y, task) -> float:
+        """The noise power of one tensor: (None, 0, "input") or (layer index, bits, role)."""
+        i, b, role = task
+        if role == "input":
+            x_in = _fake_quant(self.calib, self.base_formats[INPUT_BITS].input)
+            return self._rerun_noise(ref, 0, {GRAPH_INPUT: x_in}, y)
+        layer = self.graph.layers[i]
+        fm = self.base_formats[b].layers[layer.name]
+        if role == "w_bits":
+            w_q = _fake_quant(layer.weight.astype(np.float64), fm.weight)
+            return self._rerun_noise(ref, i, {}, y, weight=(layer, w_q))
+        a_q = _fake_quant(ref[layer.name], fm.out)
+        return self._rerun_noise(ref, i + 1, {layer.name: a_q}, y)
 
     def _rerun_noise(self, ref, start: int, replaced: dict, y_ref, weight=None) -> float:
         """Output noise power when the float run restarts at layer `start` with some tensors replaced."""
@@ -189,3 +225,51 @@ class SensitivityModel:
         errs = [abs(r["error_db"]) for r in rows if math.isfinite(r["error_db"])]
         return {"points": rows, "mean_abs_error_db": round(float(np.mean(errs)), 2) if errs else None,
                 "max_abs_error_db": round(float(np.max(errs)), 2) if errs else None}
+
+
+# ---- parallel build -------------------------------------------------------------------
+# State shared with forked workers through copy-on-write memory instead of pickling:
+# set just before the pool is created, cleared right after.
+_SHARED: tuple | None = None
+_BLAS_LIMIT = None
+
+
+def _worker_init() -> None:
+    # One worker per core: single-threaded BLAS, as in the serial build (same rounding,
+    # and no oversubscription).
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(limits=1)
+
+
+def _worker_noise(task) -> float:
+    model, ref, y = _SHARED
+    return model._task_noise(ref, y, task)
+
+
+def _worker_quantize(bits: int):
+    from ..quant import quantize
+
+    graph, calib = _SHARED
+    with threadpool_limits(limits=1):  # the same rounding in the parent and in a worker
+        return quantize(graph, calib, bits=bits)
+
+
+def _fork_map(fn, tasks: list, workers: int, shared: tuple) -> list:
+    """[fn(task)] in order, on `workers` forked processes that see `shared` as _SHARED."""
+    import multiprocessing
+
+    global _SHARED
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        ctx = None
+    _SHARED = shared
+    try:
+        if workers <= 1 or len(tasks) <= 1 or ctx is None or multiprocessing.current_process().daemon:
+            return [fn(task) for task in tasks]  # (pool workers can't have children)
+        with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
+            # chunksize 1: tasks near the input re-run the whole network and cost far more
+            # than those near the output; they come first and are spread over the workers.
+            return pool.map(fn, tasks, chunksize=1)
+    finally:
+        _SHARED = None

@@ -25,19 +25,39 @@ def conv(layer: Conv, x: np.ndarray) -> np.ndarray:
     _, oh, ow = layer.out_shape
     g = layer.groups
     mg = m // g
-    out = np.empty((n, oh * ow, m), dtype=np.float64)
-    for gi in range(g):
-        xs = x[:, gi * cg : (gi + 1) * cg]
-        cols = patch_matrix(xs, (kh, kw), layer.stride, layer.pads, layer.dilation).astype(np.float64)
-        w = layer.weight[gi * mg : (gi + 1) * mg].reshape(mg, -1).astype(np.float64)
-        out[:, :, gi * mg : (gi + 1) * mg] = (cols @ w.T).reshape(n, oh * ow, mg)
-    out += layer.bias.astype(np.float64)
-    return out.transpose(0, 2, 1).reshape(n, m, oh, ow)
+    x = np.asarray(x, dtype=np.float64)
+    w = layer.weight.astype(np.float64, copy=False)
+    bias = layer.bias.astype(np.float64, copy=False)
+    if g == 1:
+        # im2col + one GEMM: (N*OH*OW, C*kh*kw) @ (C*kh*kw, M)
+        cols = patch_matrix(x, (kh, kw), layer.stride, layer.pads, layer.dilation)
+        out = cols @ w.reshape(m, -1).T
+        del cols
+        out += bias
+        return out.reshape(n, oh * ow, m).transpose(0, 2, 1).reshape(n, m, oh, ow)
+    v = patches(x, (kh, kw), layer.stride, layer.pads, layer.dilation)  # (N, C, OH, OW, kh, kw) view
+    if cg == 1 and mg == 1:
+        # depthwise: out[n, c] = sum over the window of x * w[c]; one multiply-add per tap
+        out = np.zeros((n, m, oh, ow), dtype=np.float64)
+        for ky in range(kh):
+            for kx in range(kw):
+                out += v[:, :, :, :, ky, kx] * w[:, 0, ky, kx][:, None, None]
+        out += bias[:, None, None]
+        return out
+    # general grouped conv: one batched GEMM over the groups,
+    # (G, N*OH*OW, cg*kh*kw) @ (G, cg*kh*kw, mg)
+    cols = v.reshape(n, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+    cols = np.ascontiguousarray(cols).reshape(g, n * oh * ow, cg * kh * kw)
+    out = cols @ w.reshape(g, mg, cg * kh * kw).transpose(0, 2, 1)  # (G, N*OH*OW, mg)
+    del cols
+    out = out.reshape(g, n, oh * ow, mg).transpose(1, 0, 3, 2).reshape(n, m, oh, ow)
+    out += bias[:, None, None]
+    return out
 
 
 def dense(layer: Dense, x: np.ndarray) -> np.ndarray:
-    flat = x.reshape(x.shape[0], -1).astype(np.float64)
-    return flat @ layer.weight.T.astype(np.float64) + layer.bias.astype(np.float64)
+    flat = x.reshape(x.shape[0], -1).astype(np.float64, copy=False)
+    return flat @ layer.weight.T.astype(np.float64, copy=False) + layer.bias.astype(np.float64, copy=False)
 
 
 def pool(layer: Pool, x: np.ndarray) -> np.ndarray:
