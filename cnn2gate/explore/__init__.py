@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from . import agents as _agents
 from .costing import HwCost
 from .evaluator import BudgetExhausted, Evaluation, Evaluator
+from .parallel import CostPool
 from .space import PRECISION_BITS, DesignSpace, build_space, start_at_uniform_width
 
 DEFAULT_AGENT = "ppo"
@@ -55,6 +56,7 @@ class ExploreResult:
     notes: list = field(default_factory=list)
     max_accuracy_loss: float | None = None  # accuracy bound (percentage points), when asked for
     accuracy_calibration: dict | None = None  # how the SQNR proxy bound was derived from it
+    workers: int = 1  # processes that costed design points
 
     @property
     def history(self) -> list[Evaluation]:
@@ -97,6 +99,7 @@ class ExploreResult:
                                    if best is not None and self.initial is not None and self.initial.feasible else None),
             "feasible_fraction": round(sum(e.feasible for e in ev.history) / max(ev.n_evals, 1), 4),
             "wall_s": round(self.wall_s, 3),
+            "workers": self.workers,
             "cost_model_ms_per_evaluation": round(1e3 * ev.cost_seconds / max(ev.n_evals, 1), 4),
             "sensitivity_model_s": round(self.sensitivity_s, 3),
             "fidelity_check": self.fidelity_check,
@@ -118,7 +121,8 @@ def _evaluation_doc(e: Evaluation, space: DesignSpace) -> dict:
 def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_BUDGET, seed: int = 0,
             precision: bool = False, min_sqnr: float | None = None, calib=None,
             bits=PRECISION_BITS, progress=None, cost=None, space: DesignSpace | None = None,
-            sensitivity=None, max_accuracy_loss: float | None = None, labels=None) -> ExploreResult:
+            sensitivity=None, max_accuracy_loss: float | None = None, labels=None,
+            workers: int = 1) -> ExploreResult:
     """Search the design space of `graph` on `board` with `agent`; returns an ExploreResult.
 
     budget: distinct design points the agent may cost. precision: also choose per-layer
@@ -131,6 +135,9 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
     design against the float model on the inputs `calib` with class `labels` (N,); needs
     precision, excludes min_sqnr. The search uses an SQNR bound calibrated from it
     (`calibrate_sqnr_bound`); the chosen design's accuracy is measured with the simulator.
+    workers: processes that cost design points (and build the sensitivity model); agents
+    that propose points in batches (ppo, bo, random, exhaustive) cost them in parallel.
+    The result does not depend on it.
     """
     from ..hw import load_board
 
@@ -138,6 +145,8 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
         raise ConfigError(f"unknown agent {agent!r}; choose one of {', '.join(_agents.AGENTS)}")
     if not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ConfigError(f"budget must be a positive integer, got {budget!r}")
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     labels = check_accuracy_request(precision=precision, min_sqnr=min_sqnr, max_accuracy_loss=max_accuracy_loss,
                                     calib=calib, labels=labels)
     if min_sqnr is not None and not precision:
@@ -160,7 +169,7 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
     if space.has_precision and sensitivity is None:
         from .fidelity import SensitivityModel
 
-        sensitivity = SensitivityModel.build(graph, calib, bits)
+        sensitivity = SensitivityModel.build(graph, calib, bits, workers=int(workers))
         sens_s = sensitivity.seconds
     calibration = None
     if max_accuracy_loss is not None:
@@ -178,17 +187,24 @@ def explore(graph, board, *, agent: str = DEFAULT_AGENT, budget: int = DEFAULT_B
                    min_sqnr=min_sqnr if space.has_precision else None, budget=int(budget), agent=agent,
                    on_evaluation=progress, features=features)
     search = _agents.get(agent)
+    cost_workers = int(workers) if _agents.batches(agent) else 1
+    if cost_workers > 1:
+        ev.pool = CostPool(cost, ev.fidelity, cost_workers)
     try:
         search(ev, seed)
     except BudgetExhausted:
         pass
+    finally:
+        if ev.pool is not None:
+            ev.pool.close()
+            ev.pool = None
     initial = ev.cache.get(space.initial)
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr, agent=agent).evaluate(space.initial)
     result = ExploreResult(graph.name, board_name, agent, int(seed), int(budget), space, ev, None, initial,
                            0.0, min_sqnr=min_sqnr, sensitivity_s=sens_s,
                            max_accuracy_loss=None if max_accuracy_loss is None else float(max_accuracy_loss),
-                           accuracy_calibration=calibration)
+                           accuracy_calibration=calibration, workers=cost_workers)
     if calibration is not None and calibration.get("note"):
         result.notes.append(calibration["note"])
     _choose(result, sensitivity, labels)
