@@ -59,7 +59,7 @@ def search(ev, seed: int = 0) -> None:
     for _ in range(0, max_trials, BATCH):
         if ev.exhausted:
             return
-        if len(study.trials) >= WINDOW:
+        if len(study.get_trials(deepcopy=False)) >= WINDOW:
             restarts += 1
             study = _narrowed(study, seed + restarts)
         trials, points, moved = [], [], []
