@@ -18,8 +18,9 @@ import numpy as np
 from ..env import DesignEnv
 
 STEPS_PER_EVAL = 8
-N_ENVS = 4
-ENV = dict(horizon=2, restart_prob=0.05, stall=32, max_horizon=32)
+N_ENVS = 1
+#: stall counts one environment's steps (tuned with one environment: 32)
+ENV = dict(horizon=2, restart_prob=0.05, stall=32 // N_ENVS, max_horizon=32)
 ROLLOUT = 64  # environment steps per policy update, over all environments
 HYPER = dict(n_steps=ROLLOUT // N_ENVS, batch_size=64, n_epochs=4, gamma=0.9, gae_lambda=0.9,
              learning_rate=1e-3, ent_coef=0.05, clip_range=0.2)
