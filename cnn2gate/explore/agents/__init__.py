@@ -21,7 +21,7 @@ AGENTS = {
 
 
 #: agents that hand the evaluator batches of points (evaluate_many), so a cost pool pays
-BATCHED = ("ppo", "bo", "random", "exhaustive")
+BATCHED = ("bo", "random", "exhaustive")
 
 
 def batches(name: str) -> bool:
