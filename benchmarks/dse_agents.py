@@ -19,9 +19,11 @@ boards de1soc, de10nano, a10, s10.
    each model with random weights (examples/models.py, exported at 32-67 px, 2 random
    inputs), since the shape-only graphs carry no values; conv/dense layers of the two
    graphs are paired in graph order. The hardware cost uses the full-size graph.
-3. Modelled latency of the explored design for AlexNet and VGG-16 on a10, next to
+3. (fidelity) The sensitivity model's SQNR against the bit-accurate simulator's on random
+   mixed-width designs of the reduced models.
+4. Modelled latency of the explored design for AlexNet and VGG-16 on a10, next to
    CNN2Gate's published 18 / 205 ms and PipeCNN's 5 / 110 ms.
-4. (parallel) Costing a whole hardware space serially vs with the explorer's cost pool,
+5. (parallel) Costing a whole hardware space serially vs with the explorer's cost pool,
    and PPO / random runs with workers=1 vs all cores (same history, wall time only).
 Last line: `ppo wins vs sa/bo/random %: N`.
 """
@@ -267,6 +269,39 @@ def joint(models, boards, seeds, budgets, agents, jobs, bo_max=BO_MAX_BUDGET) ->
     return rows, cases, times
 
 
+def fidelity(models, n_points: int = 8, seed: int = 0) -> list:
+    """Sensitivity model vs the bit-accurate simulator on random per-layer widths.
+
+    For each reduced model of the joint space: n_points designs, every conv/dense layer's
+    weight and activation width drawn from 6..16 bits (4 bits is left out: most such
+    designs miss any useful bound), plus uniform 8 and 6 bits; modelled and simulated
+    output SQNR on the same 2 inputs.
+    """
+    from cnn2gate.explore.fidelity import SensitivityModel
+    from cnn2gate.explore.space import PRECISION_BITS
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in models:
+        small = _fidelity_graph(m)
+        calib = np.random.default_rng(0).standard_normal((CALIB_SAMPLES,) + tuple(small.input_shape))
+        sens = SensitivityModel.build(small, calib, PRECISION_BITS)
+        names = [layer.name for layer in small.layers if layer.kind in ("conv", "dense")]
+        widths = [b for b in PRECISION_BITS if b >= 6]
+        designs = [{n: {"w_bits": u, "a_bits": u} for n in names} for u in (8, 6)]
+        designs += [{n: {"w_bits": int(rng.choice(widths)), "a_bits": int(rng.choice(widths))} for n in names}
+                    for _ in range(n_points)]
+        t = time.perf_counter()
+        check = sens.check_against_simulator(designs)
+        errs = [r["error_db"] for r in check["points"]]
+        rows.append([m, len(names), len(check["points"]),
+                     f"{min(r['sim_db'] for r in check['points']):.1f}-{max(r['sim_db'] for r in check['points']):.1f}",
+                     check["mean_abs_error_db"], check["max_abs_error_db"], f"{float(np.mean(errs)):+.2f}",
+                     f"{time.perf_counter() - t:.1f}"])
+        print("  " + " ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
+    return rows
+
+
 def anchors(seed: int = 0) -> list:
     rows = []
     for m in ("alexnet", "vgg16"):
@@ -325,7 +360,7 @@ def parallel(model: str = "vgg16", board: str = "a10", workers: int | None = Non
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds, models and budgets")
-    ap.add_argument("--part", default="all", choices=("hw", "joint", "anchors", "parallel", "all"))
+    ap.add_argument("--part", default="all", choices=("hw", "joint", "fidelity", "anchors", "parallel", "all"))
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--boards", default=None, help="comma-separated subset of " + ",".join(BOARDS))
@@ -372,6 +407,11 @@ def main(argv=None) -> int:
         print(f"\nPPO <= rival in {sum(cases)}/{len(cases)} cases ({time.perf_counter() - t:.0f} s)")
         print("sensitivity models (s): " + ", ".join(f"{m} {v:.1f}" for m, v in times["sensitivity_s"].items()))
         print("median run time (s), agent@budget: " + ", ".join(f"{k} {v}" for k, v in times["run_s"].items()))
+    if args.part in ("fidelity", "all"):
+        rows = fidelity(joint_models)
+        print("\n## Sensitivity model vs bit-accurate simulator (reduced models, 2 random inputs)\n")
+        print(_table(rows, ["model", "weight layers", "designs", "simulated dB", "mean |err| dB", "max |err| dB",
+                            "mean err dB", "simulator s"]))
     if args.part in ("anchors", "all"):
         rows = anchors()
         print("\n## Explored design on a10 vs published (batch 1, 8-bit)\n")
