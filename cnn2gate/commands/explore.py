@@ -80,6 +80,12 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
     board = load_board(board)
     graph = load_model(model, input_shape=input_shape)
     bar = None if (quiet or as_json) else ProgressBar(budget)
+    if bar is not None and precision:
+        from ..explore.space import PRECISION_BITS, precision_layers
+
+        click.echo(f"building the sensitivity model: {len(precision_layers(graph))} conv/dense layers x 2 roles x "
+                   f"{len(PRECISION_BITS)} widths on "
+                   f"{workers or usable_cores()} processes ...", err=True)
     result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
                      min_sqnr=min_sqnr, calib=calib_x, progress=bar, max_accuracy_loss=max_accuracy_loss,
                      labels=labels_y, workers=workers or usable_cores())

@@ -15,11 +15,13 @@ class ProgressBar:
         self.width = width
         self._last = 0.0
         self._feasible = 0
-        self._t0 = time.perf_counter()
+        self._t0 = None  # set at the first evaluation: the rate excludes the sensitivity model's build
 
     def __call__(self, ev, e) -> None:
         self._feasible += int(e.feasible)
         now = time.perf_counter()
+        if self._t0 is None:
+            self._t0 = now
         if now - self._last >= self.period or ev.n_evals >= self.budget:
             self._last = now
             self.draw(ev)
@@ -30,9 +32,9 @@ class ProgressBar:
         bar = "#" * int(done * self.width) + "." * (self.width - int(done * self.width))
         best = ev.best_feasible()
         best_txt = f"best {best.total_ms:.3f} ms" if best is not None else "best -"
-        rate = n / max(time.perf_counter() - self._t0, 1e-9)
-        self.stream.write(f"\r[{bar}] {n}/{self.budget} evals  {best_txt}  feasible {self._feasible}/{n}  "
-                          f"{rate:.0f} evals/s ")
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        rate = f"{n / elapsed:.0f} evals/s" if elapsed >= 0.1 else "- evals/s"
+        self.stream.write(f"\r[{bar}] {n}/{self.budget} evals  {best_txt}  feasible {self._feasible}/{n}  {rate} ")
         self.stream.flush()
 
     def close(self, ev) -> None:
