@@ -108,3 +108,24 @@ def test_cli_workers_option(tmp_path):
 
 def test_usable_cores_is_positive():
     assert usable_cores() >= 1
+
+
+def test_bo_goes_on_past_its_trial_window(monkeypatch):
+    from cnn2gate.explore.agents import bayes
+
+    monkeypatch.setattr(bayes, "WINDOW", 40)
+    monkeypatch.setattr(bayes, "KEEP_BEST", 10)
+    monkeypatch.setattr(bayes, "KEEP_RECENT", 10)
+    studies = []
+    real = bayes._narrowed
+    monkeypatch.setattr(bayes, "_narrowed", lambda study, seed: studies.append(seed) or real(study, seed))
+
+    def go():
+        return explore(tiny_graph(), None, agent="bo", budget=150, seed=2, cost=synthetic_cost,
+                       space=synthetic_space(precision=True), precision=True, sensitivity=synthetic_fidelity,
+                       min_sqnr=35.0)
+
+    one = go()
+    assert one.n_evals == 150 and len(studies) >= 2  # it restarted, and still spent the whole budget
+    assert one.best is not None and one.best.feasible
+    assert [e.point for e in go().history] == [e.point for e in one.history]  # reproducible across restarts
