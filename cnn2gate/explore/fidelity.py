@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import ConfigError
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
+from .parallel import fork_map, shared
 from .space import PRECISION_KINDS
 
 INPUT_BITS = 8  # the model input is always quantised to 8 bits (an image)
@@ -68,8 +69,8 @@ class SensitivityModel:
             raise ConfigError(f"calibration data has shape {calib.shape[1:]}, the model takes {graph.input_shape}")
         model = cls(graph, calib, tuple(sorted(bits)))
         widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
-        model.base_formats = dict(zip(widths, _fork_map(_worker_quantize, widths, int(workers or 1),
-                                                        (graph, calib))))
+        formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib))
+        model.base_formats = dict(zip(widths, formats))
         # One task per noise term: the input's rounding first, then every
         # (layer, width, role) in order.
         tasks: list[tuple] = [(None, 0, "input")]
@@ -98,7 +99,8 @@ class SensitivityModel:
                 model.signal_power = float(np.mean(y * y))
                 if model.signal_power <= 0:
                     raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
-                results = _fork_map(_worker_noise, tasks, workers, (model, ref, y))
+                # tasks near the input re-run the whole network: they come first, spread over the workers
+                results = fork_map(_worker_noise, tasks, workers, (model, ref, y))
         finally:
             for layer in graph.layers:
                 if layer.name in saved:
@@ -227,49 +229,15 @@ class SensitivityModel:
                 "max_abs_error_db": round(float(np.max(errs)), 2) if errs else None}
 
 
-# ---- parallel build -------------------------------------------------------------------
-# State shared with forked workers through copy-on-write memory instead of pickling:
-# set just before the pool is created, cleared right after.
-_SHARED: tuple | None = None
-_BLAS_LIMIT = None
-
-
-def _worker_init() -> None:
-    # One worker per core: single-threaded BLAS, as in the serial build (same rounding,
-    # and no oversubscription).
-    global _BLAS_LIMIT
-    _BLAS_LIMIT = threadpool_limits(limits=1)
-
-
+# ---- parallel build: tasks for parallel.fork_map ---------------------------------------
 def _worker_noise(task) -> float:
-    model, ref, y = _SHARED
+    model, ref, y = shared()
     return model._task_noise(ref, y, task)
 
 
 def _worker_quantize(bits: int):
     from ..quant import quantize
 
-    graph, calib = _SHARED
+    graph, calib = shared()
     with threadpool_limits(limits=1):  # the same rounding in the parent and in a worker
         return quantize(graph, calib, bits=bits)
-
-
-def _fork_map(fn, tasks: list, workers: int, shared: tuple) -> list:
-    """[fn(task)] in order, on `workers` forked processes that see `shared` as _SHARED."""
-    import multiprocessing
-
-    global _SHARED
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:  # no fork on this platform
-        ctx = None
-    _SHARED = shared
-    try:
-        if workers <= 1 or len(tasks) <= 1 or ctx is None or multiprocessing.current_process().daemon:
-            return [fn(task) for task in tasks]  # (pool workers can't have children)
-        with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
-            # chunksize 1: tasks near the input re-run the whole network and cost far more
-            # than those near the output; they come first and are spread over the workers.
-            return pool.map(fn, tasks, chunksize=1)
-    finally:
-        _SHARED = None

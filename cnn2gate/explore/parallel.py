@@ -1,4 +1,4 @@
-"""Costing design points on several local cores.
+"""Work on several local cores: costing design points, and one-off parallel maps.
 
 `CostPool` runs the evaluator's cost and fidelity functions in forked worker processes.
 The functions are handed to the workers by the fork itself (a module global set just
@@ -14,6 +14,8 @@ import multiprocessing as mp
 import os
 
 _FUNCS = None  # (cost, fidelity) in a worker, inherited through fork
+_SHARED = None  # fork_map's shared state in a worker, inherited through fork
+_BLAS_LIMIT = None
 
 
 def usable_cores() -> int:
@@ -25,10 +27,41 @@ def usable_cores() -> int:
 
 
 def _init_worker() -> None:
-    # One BLAS thread per worker: the pool already fills the cores.
+    # One BLAS thread per worker: the pool already fills the cores (and OpenBLAS rounds
+    # differently with other thread counts, so callers that need bit-identical serial and
+    # parallel results run their serial path with one thread too).
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(limits=1)
+
+
+def shared():
+    """The `shared` object of the fork_map this worker (or serial run) belongs to."""
+    return _SHARED
+
+
+def fork_map(fn, tasks: list, workers: int, shared_state) -> list:
+    """[fn(task) for task in tasks], on `workers` forked processes; fn reads `shared()`.
+
+    The shared state reaches the workers through the fork (copy-on-write), not by
+    pickling. Runs serially when workers <= 1, with a single task, where fork is not
+    available, or inside a pool worker (which cannot have children).
+    """
+    global _SHARED
+    try:
+        ctx = mp.get_context("fork")
+    except ValueError:
+        ctx = None
+    _SHARED = shared_state
+    try:
+        if workers <= 1 or len(tasks) <= 1 or ctx is None or mp.current_process().daemon:
+            return [fn(task) for task in tasks]
+        with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
+            # chunksize 1: tasks of very different cost are spread over the workers.
+            return pool.map(fn, tasks, chunksize=1)
+    finally:
+        _SHARED = None
 
 
 def _cost_chunk(jobs):
