@@ -7,7 +7,7 @@
 Runs are independent: --jobs N (default: all usable cores) runs N of them at once in
 separate processes; each run costs its points in its own process (workers=1).
 
-Models: full-size shape-only AlexNet, VGG-16, ResNet-18, MobileNetV2 (cnn2gate.hw.nets);
+Models: full-size shape-only AlexNet, VGG-16, ResNet-18, MobileNetV2 (cnn2gate.zoo);
 boards de1soc, de10nano, a10, s10.
 
 1. Hardware-only space: exhaustive search gives the optimum; for every agent, the number
@@ -39,9 +39,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn2gate.explore import explore  # noqa: E402
+from cnn2gate.explore import ExploreOptions, explore  # noqa: E402
 from cnn2gate.explore.evaluator import BudgetExhausted  # noqa: E402
-from cnn2gate.hw.nets import NETS  # noqa: E402
+from cnn2gate.zoo import NETS  # noqa: E402
 
 MODELS = ("alexnet", "vgg16", "resnet18", "mobilenet_v2")
 BOARDS = ("de1soc", "de10nano", "a10", "s10")
@@ -122,7 +122,7 @@ def _call(job):
 
 def _optimum(m: str, b: str):
     t = time.perf_counter()
-    ex = explore(_graph(m), b, agent="exhaustive", budget=10**7)
+    ex = explore(_graph(m), b, ExploreOptions(agent="exhaustive", budget=10**7))
     return ex.best.total_ms, ex.space.size, time.perf_counter() - t
 
 
@@ -134,7 +134,7 @@ def _evals_to_optimum(m: str, b: str, agent: str, seed: int, opt: float, size: i
             hit.append(ev.n_evals)
             raise _Found()
 
-    explore(_graph(m), b, agent=agent, budget=size, seed=seed, progress=stop)
+    explore(_graph(m), b, ExploreOptions(agent=agent, budget=size, seed=seed), progress=stop)
     return hit[0] if hit else size + 1
 
 
@@ -203,8 +203,8 @@ def _joint_space(m: str, b: str):
 def _joint_run(m: str, b: str, agent: str, seed: int, budgets: tuple, top: int, fid) -> tuple:
     """Best feasible latency within each budget of one run of `top` evaluations, and its wall time."""
     t = time.perf_counter()
-    r = explore(_graph(m), b, agent=agent, budget=top, seed=seed, precision=True, space=_joint_space(m, b),
-                sensitivity=fid)
+    r = explore(_graph(m), b, ExploreOptions(agent=agent, budget=top, seed=seed, precision=True),
+                space=_joint_space(m, b), sensitivity=fid)
     return tuple(_best_within(r.history, budget) for budget in budgets), time.perf_counter() - t
 
 
@@ -306,8 +306,8 @@ def anchors(seed: int = 0) -> list:
     rows = []
     for m in ("alexnet", "vgg16"):
         g = NETS[m]()
-        r = explore(g, "a10", agent="ppo", seed=seed)
-        ex = explore(g, "a10", agent="exhaustive", budget=10**7)
+        r = explore(g, "a10", ExploreOptions(agent="ppo", seed=seed))
+        ex = explore(g, "a10", ExploreOptions(agent="exhaustive", budget=10**7))
         rows.append([m, f"{r.best.total_ms:.1f}", f"{ex.best.total_ms:.1f}", f"{r.initial.total_ms:.1f}",
                      PUBLISHED[m]["cnn2gate"], PUBLISHED[m]["pipecnn"], str(r.best.config)])
     return rows
@@ -345,11 +345,11 @@ def parallel(model: str = "vgg16", board: str = "a10", workers: int | None = Non
     rows.append([f"cost whole space ({len(points)} points)", workers, f"{timings[1][0]:.2f}",
                  f"{timings[workers][0]:.2f}", f"{timings[1][0] / timings[workers][0]:.2f}"])
     for agent, budget in (("random", 2000), ("bo", 300)):
-        explore(g, board, agent=agent, budget=20, seed=0)  # imports and caches warm, outside the timing
+        explore(g, board, ExploreOptions(agent=agent, budget=20, seed=0))  # imports and caches warm, outside the timing
         got = {}
         for w in (1, workers):
             t = time.perf_counter()
-            r = explore(g, board, agent=agent, budget=budget, seed=0, workers=w)
+            r = explore(g, board, ExploreOptions(agent=agent, budget=budget, seed=0, workers=w))
             got[w] = (time.perf_counter() - t, [e.point for e in r.history])
         if got[1][1] != got[workers][1]:
             raise SystemExit(f"{agent}: the history with {workers} workers differs from workers=1")

@@ -19,7 +19,7 @@ import numpy as np
 from cnn2gate.hw import HwConfig, estimate, legal_values, list_boards, load_board
 from cnn2gate.hw import resources as R
 from cnn2gate.hw.arch import PIPECNN
-from cnn2gate.hw.nets import alexnet, vgg16
+from cnn2gate.zoo import alexnet, vgg16
 
 NETS = {"alexnet": alexnet(), "vgg16": vgg16()}
 LE_PER_ALM = 2.65  # Intel's logic-element equivalence for Cyclone V / Arria 10 ALMs

@@ -5,9 +5,11 @@ read-only location or an interrupted run never leaves a half-written output or s
 temporary files behind, and an existing output survives a failed replacement.
 
     write_file_atomic(path, data)          # bytes, str, or a callable writing to a binary file
+    replace_file(path, data)               # the same step, raising the plain OSError
     replace_dir_atomic(tmp_dir, out_dir)   # move a finished temporary folder into place
 
-Failures raise `OutputError` naming the output path.
+Failures raise `OutputError` naming the output path (`replace_file` leaves the message
+to its caller).
 """
 from __future__ import annotations
 
@@ -32,10 +34,13 @@ def _why(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def write_file_atomic(path, data: Data, what: str = "output") -> Path:
+def write_file_atomic(path, data: Data, what: str = "output", *, mode: int | None = None,
+                      sync: bool = False) -> Path:
     """Write `data` to `path` through a temporary sibling and one rename.
 
     data: bytes, text (UTF-8) or a callable that writes to the open binary file.
+    mode: permission bits before the umask (default 0o666; 0o777 for an executable).
+    sync: flush the content to disk before the rename.
     An existing `path` stays as it was unless the whole new content is on disk.
     """
     path = Path(path)
@@ -44,20 +49,32 @@ def write_file_atomic(path, data: Data, what: str = "output") -> Path:
         raise OutputError(f"{path}: cannot write {what}: is a directory")
     _check_parent(parent, path, what)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        return replace_file(path, data, mode=mode, sync=sync)
     except OSError as err:
         raise OutputError(f"{path}: cannot write {what}: {_why(err)}") from None
+
+
+def replace_file(path, data: Data, *, mode: int | None = None, sync: bool = False) -> Path:
+    """The write-then-rename step of `write_file_atomic`, without its checks and messages.
+
+    The parent folder must exist. On any failure the temporary file is removed and the
+    error (an OSError for the file system's refusals) propagates unchanged.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it an ordinary file's mode
+        # mkstemp makes the file private; give it an ordinary file's mode
+        os.chmod(tmp, (0o666 if mode is None else mode) & ~_umask())
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
             else:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        _unlink(tmp)
-        raise OutputError(f"{path}: cannot write {what}: {_why(err)}") from None
     except BaseException:
         _unlink(tmp)
         raise

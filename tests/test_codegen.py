@@ -9,16 +9,19 @@ import pytest
 from click.testing import CliRunner
 
 from cnn2gate.cli import main
-from cnn2gate.codegen import compile_project, load_model, make_plan
+from cnn2gate.codegen import load_model, make_plan
 from cnn2gate.codegen import layout, project
+from cnn2gate.ops.conv import chain_weights
+from cnn2gate.ops.depthwise import channel_weights
 from cnn2gate.codegen.names import clean, is_safe, layer_stem
-from cnn2gate.codegen.plan import HwParams
+from cnn2gate.hw import HwConfig, load_config
 from cnn2gate.codegen.render import environment
 from cnn2gate.errors import ConfigError, ModelError, OutputError
 from cnn2gate.ir import GRAPH_INPUT
+from cnn2gate.pipeline import compile_project
 from cnn2gate.quant import quantize, quantize_params
 from cnn2gate.sim import simulate
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
@@ -57,7 +60,7 @@ def test_conv_weight_layout_matches_index_formula():
     g, m, cg, kh, kw, vec, lane = 2, 10, 5, 3, 2, 4, 3
     w = rng.integers(-100, 100, size=(g * m, cg, kh, kw))
     b = rng.integers(-1000, 1000, size=g * m)
-    dw, db = layout.conv_weights(w, b, g, vec, lane)
+    dw, db = chain_weights(w, b, g, vec, lane)
     mb, cv = -(-m // lane), -(-cg // vec)
     dw = dw.reshape(g, mb, cv, kh, kw, lane, vec)
     for gi in range(g):
@@ -73,7 +76,7 @@ def test_conv_weight_layout_matches_index_formula():
 def test_depthwise_layout_and_activation_layout_roundtrip():
     rng = np.random.default_rng(1)
     w = rng.integers(-9, 9, size=(6, 1, 3, 3))
-    dw, db = layout.depthwise_weights(w, np.arange(6), 4)
+    dw, db = channel_weights(w, np.arange(6), 4)
     dw = dw.reshape(2, 3, 3, 4)
     assert np.array_equal(dw[1, :, :, 1], w[5, 0]) and not dw[1, :, :, 2:].any()
     assert list(db) == [0, 1, 2, 3, 4, 5, 0, 0]
@@ -102,7 +105,7 @@ def _qg(graph):
 
 def test_plan_padding_and_derived_buffers():
     g = small_graph()
-    plan = make_plan(_qg(g), HwParams(**CFG))
+    plan = make_plan(_qg(g), HwConfig(**CFG))
     c1 = plan.layers[0].args
     assert (c1["cg"], c1["cv"], c1["mg"], c1["mb_num"]) == (3, 1, 5, 2)
     d1 = plan.layers[3].args  # dense over (6, 4, 4): a 4x4 kernel on a 4x4 map
@@ -119,7 +122,7 @@ def test_concat_is_addressing_with_nested_offsets():
     inner = b.concat(a, c)
     d = b.conv(inner, 2, 3)
     b.concat(d, inner)
-    plan = make_plan(_qg(b.build()), HwParams(**CFG))
+    plan = make_plan(_qg(b.build()), HwConfig(**CFG))
     views = [lp.output for lp in plan.layers]
     outer = views[4]
     assert views[3] == views[4] == outer and outer.c_off == 0  # d at offset 0 of the outer buffer
@@ -133,25 +136,30 @@ def test_plan_rejects_unsupported_structures():
     a = b.conv(GRAPH_INPUT, 3, 3)
     b.concat(a, a)
     with pytest.raises(ModelError, match="more than one concat"):
-        make_plan(_qg(b.build()), HwParams(**CFG))
+        make_plan(_qg(b.build()), HwConfig(**CFG))
     b = Builder("inp", (4, 6, 6), seed=1)
     a = b.conv(GRAPH_INPUT, 3, 3)
     b.concat(a, GRAPH_INPUT)
     with pytest.raises(ModelError, match="graph input"):
-        make_plan(_qg(b.build()), HwParams(**CFG))
+        make_plan(_qg(b.build()), HwConfig(**CFG))
     b = Builder("add5", (4, 6, 6), seed=1)
     xs = [b.conv(GRAPH_INPUT, 4, 1) for _ in range(5)]
     b.add(*xs)
     with pytest.raises(ModelError, match="at most 4"):
-        make_plan(_qg(b.build()), HwParams(**CFG))
+        make_plan(_qg(b.build()), HwConfig(**CFG))
 
 
 @pytest.mark.parametrize("bad", [{"vec_size": 0, "lane_num": 4, "conv_gp_size_x": 1},
-                                 {"vec_size": 4, "lane_num": "8", "conv_gp_size_x": 1},
-                                 {"vec_size": 4, "lane_num": 4}])
+                                 {"vec_size": 4, "lane_num": "8", "conv_gp_size_x": 1}])
 def test_bad_hw_params(bad):
     with pytest.raises(ConfigError):
-        HwParams.from_config(bad)
+        load_config(bad, "a10")
+
+
+def test_missing_hw_keys_take_the_board_defaults():
+    # one config type, one rule: compile, estimate and explore all fill missing keys from the board
+    cfg = load_config({"vec_size": 4, "lane_num": 4}, "a10")
+    assert cfg.conv_gp_size_x == load_config(None, "a10").conv_gp_size_x
 
 
 def test_templates_use_strict_undefined():

@@ -13,14 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from cnn2gate.cli import main
-from cnn2gate.codegen import compile_project
 from cnn2gate.emulate import (EmulationTimeout, RuntimeMissing, build_host, emulate_project, emulator_available,
                               opencl_env)
 from cnn2gate.emulate import runtime
 from cnn2gate.frontend import load_model
 from cnn2gate.ir import GRAPH_INPUT
+from cnn2gate.pipeline import compile_project
 from cnn2gate.quant import quantize
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"

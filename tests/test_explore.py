@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 from cnn2gate.cli import main
 from cnn2gate.errors import ConfigError
-from cnn2gate.explore import AGENTS, explore
+from cnn2gate.explore import AGENTS, ExploreOptions, explore
 from cnn2gate.explore.agents.annealing import cooling_for
 from cnn2gate.explore.env import DesignEnv
 from cnn2gate.explore.evaluator import BudgetExhausted, Evaluator
@@ -33,9 +33,10 @@ def synthetic_fidelity(bits: dict) -> float:
 
 def run(agent, seed=0, budget=None, precision=False, **kw):
     space = synthetic_space(precision=precision)
-    extra = dict(sensitivity=synthetic_fidelity, min_sqnr=35.0) if precision else {}
-    return explore(tiny_graph(), None, agent=agent, budget=budget or BUDGET[agent], seed=seed, cost=synthetic_cost,
-                   space=space, precision=precision, **extra, **kw)
+    options = ExploreOptions(agent=agent, budget=budget or BUDGET[agent], seed=seed, precision=precision,
+                             min_sqnr=35.0 if precision else None, **kw)
+    return explore(tiny_graph(), None, options, cost=synthetic_cost, space=space,
+                   sensitivity=synthetic_fidelity if precision else None)
 
 
 def true_optimum():
@@ -170,19 +171,19 @@ def test_sa_schedule_matches_fpgaconvnet_at_its_own_length():
 # ---- real hardware model, precision and simulator ---------------------------------------
 def test_real_cost_model_and_precision_verified_by_the_simulator():
     g = tiny_graph()
-    r = explore(g, "de1soc", agent="sa", budget=120, seed=0, precision=True, min_sqnr=25.0)
+    r = explore(g, "de1soc", ExploreOptions(agent="sa", budget=120, seed=0, precision=True, min_sqnr=25.0))
     assert r.best is not None and r.best.feasible
-    assert r.verification["passed"] and r.verification["sim_sqnr_db"] >= 25.0
-    fc = r.fidelity_check
+    assert r.checks.verification["passed"] and r.checks.verification["sim_sqnr_db"] >= 25.0
+    fc = r.checks.fidelity_check
     assert fc["points"] and fc["mean_abs_error_db"] < 3.0
     r.formats.to_dict()  # a complete formats document for the chosen widths
 
 
 def test_explore_rejects_bad_requests():
     with pytest.raises(ConfigError, match="unknown agent 'nope'"):
-        explore(tiny_graph(), "de1soc", agent="nope")
+        explore(tiny_graph(), "de1soc", ExploreOptions(agent="nope"))
     with pytest.raises(ConfigError, match="--precision"):
-        explore(tiny_graph(), "de1soc", min_sqnr=20.0)
+        explore(tiny_graph(), "de1soc", ExploreOptions(min_sqnr=20.0))
 
 
 # ---- CLI --------------------------------------------------------------------------------
@@ -252,15 +253,15 @@ def test_accuracy_bound_is_verified_by_the_simulator():
     from cnn2gate.frontend import load_model
 
     x, y = np.load(TEST_X)[:N_VAL], np.load(TEST_Y)[:N_VAL]
-    r = explore(load_model(str(DIGITS)), "de1soc", agent="greedy", budget=40, seed=0, precision=True,
-                calib=x, labels=y, max_accuracy_loss=1.0)
+    r = explore(load_model(str(DIGITS)), "de1soc", ExploreOptions(agent="greedy", budget=40, seed=0, precision=True,
+                                                                  calib=x, labels=y, max_accuracy_loss=1.0))
     assert r.best is not None and r.best.feasible
-    v = r.verification
+    v = r.checks.verification
     assert v["passed"] and v["samples"] == N_VAL
     assert v["float_accuracy"] - v["fixed_accuracy"] == pytest.approx(v["accuracy_loss_pct"], abs=1e-2)
     assert v["accuracy_loss_pct"] <= 1.0
-    cal = r.accuracy_calibration
-    assert r.min_sqnr == cal["min_sqnr_db"] and cal["uniform"] and cal["float_accuracy"] == v["float_accuracy"]
+    cal = r.bound.accuracy_calibration
+    assert r.bound.min_sqnr == cal["min_sqnr_db"] and cal["uniform"] and cal["float_accuracy"] == v["float_accuracy"]
     doc = r.summary()
     assert doc["max_accuracy_loss_pct"] == 1.0 and doc["verification"]["fixed_accuracy"] == v["fixed_accuracy"]
     # an independent check of the chosen design with the simulator
@@ -276,13 +277,14 @@ def test_accuracy_bound_is_verified_by_the_simulator():
 def test_accuracy_bound_rejects_bad_requests():
     x, y = np.load(TEST_X)[:10], np.load(TEST_Y)[:10]
     with pytest.raises(ConfigError, match="--precision"):
-        explore(tiny_graph(), "de1soc", max_accuracy_loss=1.0, calib=x, labels=y)
+        explore(tiny_graph(), "de1soc", ExploreOptions(max_accuracy_loss=1.0, calib=x, labels=y))
     with pytest.raises(ConfigError, match="--labels"):
-        explore(tiny_graph(), "de1soc", precision=True, max_accuracy_loss=1.0, calib=x)
+        explore(tiny_graph(), "de1soc", ExploreOptions(precision=True, max_accuracy_loss=1.0, calib=x))
     with pytest.raises(ConfigError, match="--labels has 9 labels"):
-        explore(tiny_graph(), "de1soc", precision=True, max_accuracy_loss=1.0, calib=x, labels=y[:9])
+        explore(tiny_graph(), "de1soc", ExploreOptions(precision=True, max_accuracy_loss=1.0, calib=x, labels=y[:9]))
     with pytest.raises(ConfigError, match="--min-sqnr and --max-accuracy-loss"):
-        explore(tiny_graph(), "de1soc", precision=True, min_sqnr=30.0, max_accuracy_loss=1.0, calib=x, labels=y)
+        explore(tiny_graph(), "de1soc", ExploreOptions(precision=True, min_sqnr=30.0, max_accuracy_loss=1.0, calib=x,
+                                                       labels=y))
 
 
 @pytest.mark.parametrize("args, needle", [

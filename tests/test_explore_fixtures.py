@@ -10,7 +10,8 @@ import numpy as np
 
 from cnn2gate.explore.evaluator import Cost
 from cnn2gate.explore.space import DesignSpace, build_space
-from cnn2gate.ir.layers import Conv, Dense, Graph, Pool
+from cnn2gate.ir.layers import Graph
+from cnn2gate.ops import Conv, Dense, Pool
 
 LEGAL = {"vec_size": [1, 2, 4, 8, 16], "lane_num": [1, 2, 4, 8, 16, 32], "conv_gp_size_x": [1, 2, 4, 7],
          "fc_batch": [1, 2, 4]}

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cnn2gate.cli import main
 from cnn2gate.errors import ConfigError
 from cnn2gate.explore import evaluator as evaluator_mod
-from cnn2gate.explore import explore
+from cnn2gate.explore import ExploreOptions, explore
 from cnn2gate.explore.evaluator import Evaluator
 from cnn2gate.explore.parallel import CostPool, usable_cores
 from test_explore import DIGITS, synthetic_fidelity
@@ -71,10 +71,11 @@ def test_cheap_batches_stay_in_this_process():
 @pytest.mark.parametrize("agent,budget", [("bo", 30), ("random", 90), ("exhaustive", 360)])
 def test_workers_do_not_change_the_search(always_pool, agent, budget):
     def go(workers):
-        return explore(tiny_graph(), None, agent=agent, budget=budget, seed=3, cost=synthetic_cost,
-                       space=synthetic_space(precision=agent != "exhaustive"), precision=agent != "exhaustive",
-                       sensitivity=None if agent == "exhaustive" else synthetic_fidelity,
-                       min_sqnr=None if agent == "exhaustive" else 35.0, workers=workers)
+        options = ExploreOptions(agent=agent, budget=budget, seed=3, precision=agent != "exhaustive",
+                                 min_sqnr=None if agent == "exhaustive" else 35.0, workers=workers)
+        return explore(tiny_graph(), None, options, cost=synthetic_cost,
+                       space=synthetic_space(precision=agent != "exhaustive"),
+                       sensitivity=None if agent == "exhaustive" else synthetic_fidelity)
 
     one, two = go(1), go(2)
     assert [e.point for e in one.history] == [e.point for e in two.history]
@@ -84,15 +85,16 @@ def test_workers_do_not_change_the_search(always_pool, agent, budget):
 
 @pytest.mark.parametrize("agent", ["sa", "greedy", "ppo"])
 def test_one_point_at_a_time_agents_get_no_pool(agent):
-    r = explore(tiny_graph(), None, agent=agent, budget=30, cost=synthetic_cost, space=synthetic_space(), workers=2)
+    r = explore(tiny_graph(), None, ExploreOptions(agent=agent, budget=30, workers=2), cost=synthetic_cost,
+                space=synthetic_space())
     assert r.summary()["workers"] == 1
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5])
 def test_bad_worker_counts_are_refused(workers):
     with pytest.raises(ConfigError, match="workers"):
-        explore(tiny_graph(), None, agent="random", budget=5, cost=synthetic_cost, space=synthetic_space(),
-                workers=workers)
+        explore(tiny_graph(), None, ExploreOptions(agent="random", budget=5, workers=workers), cost=synthetic_cost,
+                space=synthetic_space())
 
 
 def test_cli_workers_option(tmp_path):
@@ -121,9 +123,9 @@ def test_bo_goes_on_past_its_trial_window(monkeypatch):
     monkeypatch.setattr(bayes, "_narrowed", lambda study, seed: studies.append(seed) or real(study, seed))
 
     def go():
-        return explore(tiny_graph(), None, agent="bo", budget=150, seed=2, cost=synthetic_cost,
-                       space=synthetic_space(precision=True), precision=True, sensitivity=synthetic_fidelity,
-                       min_sqnr=35.0)
+        options = ExploreOptions(agent="bo", budget=150, seed=2, precision=True, min_sqnr=35.0)
+        return explore(tiny_graph(), None, options, cost=synthetic_cost, space=synthetic_space(precision=True),
+                       sensitivity=synthetic_fidelity)
 
     one = go()
     assert one.n_evals == 150 and len(studies) >= 2  # it restarted, and still spent the whole budget

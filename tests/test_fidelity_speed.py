@@ -9,8 +9,8 @@ import pytest
 import onnx_builders as B
 from cnn2gate.explore.fidelity import SensitivityModel
 from cnn2gate.frontend import convert, load_model
-from cnn2gate.ir import reference
-from cnn2gate.ir.layers import GRAPH_INPUT, Conv
+from cnn2gate.ir.layers import GRAPH_INPUT
+from cnn2gate.ops.conv import Conv, float_conv
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
@@ -68,13 +68,13 @@ def test_conv_matches_loop_implementation(name):
     rng = np.random.default_rng(sorted(CASES).index(name))
     layer = make_conv(rng, **CASES[name])
     x = rng.standard_normal((2,) + layer.in_shape)
-    got = reference.conv(layer, x)
+    got = float_conv(layer, x)
     want = loop_conv(layer, x)
     assert got.dtype == np.float64 and got.shape == want.shape == (2,) + tuple(layer.out_shape)
     assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
     # float32 input: same numbers (the reference always computes in float64)
     x32 = x.astype(np.float32)
-    assert np.allclose(reference.conv(layer, x32), loop_conv(layer, x32), rtol=1e-12, atol=1e-12)
+    assert np.allclose(float_conv(layer, x32), loop_conv(layer, x32), rtol=1e-12, atol=1e-12)
 
 
 def assert_same_model(a: SensitivityModel, b: SensitivityModel) -> None:

@@ -6,8 +6,9 @@ import pytest
 
 from cnn2gate.errors import ConfigError
 from cnn2gate.hw import HwConfig, check_config, default_config, legal_values, load_board, load_config
-from cnn2gate.hw.nets import NETS, alexnet, resnet18
-from cnn2gate.ir.layers import Add, Conv, Graph
+from cnn2gate.zoo import NETS, alexnet, resnet18
+from cnn2gate.ir.layers import Graph
+from cnn2gate.ops import Add, Conv
 
 
 def test_missing_keys_take_board_defaults():

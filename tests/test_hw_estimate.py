@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from cnn2gate.errors import ConfigError, FormatsError
-from cnn2gate.hw import HwConfig, estimate, list_boards, prepare
+from cnn2gate.hw import HwConfig, estimate, list_boards, lower
 from cnn2gate.hw import latency as L
 from cnn2gate.hw.arch import GENERATED, PIPECNN
-from cnn2gate.hw.nets import NETS, alexnet, vgg16
+from cnn2gate.zoo import NETS, alexnet, vgg16
 from cnn2gate.hw.resources import ram_blocks_for
-from cnn2gate.ir.layers import Conv, Dense, Graph
+from cnn2gate.ir.layers import Graph
+from cnn2gate.ops import Conv, Dense
 
 GRAPHS = {name: build() for name, build in NETS.items()}
 
@@ -76,7 +77,7 @@ def test_dense_is_a_conv_over_the_whole_map():
     blocks, vecs = 3, 4 * 4 * 4
     expected = blocks * (3 * vecs + 2 * L.LOAD_LATENCY_CYCLES) + L.LAUNCH_US * e.fmax_mhz
     assert e.layers[0].cycles == pytest.approx(expected)
-    assert prepare(g).layers[0].kh == 4
+    assert lower(g).layers[0].kh == 4
 
 
 def test_more_lanes_more_dsps_fewer_compute_cycles():
@@ -85,7 +86,7 @@ def test_more_lanes_more_dsps_fewer_compute_cycles():
     for lanes in (4, 8, 16, 32, 64, 128):
         e = estimate(g, "s10", HwConfig(16, lanes, 7))
         dsp = e.resources.used["dsp"]
-        compute = sum(c.compute_cycles for c in L.layer_costs(prepare(g), e.config, e.widths,
+        compute = sum(c.compute_cycles for c in L.layer_costs(lower(g), e.config, e.widths,
                                                               e.board.mem_bandwidth_gbs, e.fmax_mhz, GENERATED))
         if prev:
             assert dsp > prev[0] and compute < prev[1] and e.total_ms < prev[2]
@@ -231,9 +232,9 @@ def test_generated_ports_grow_with_lanes_and_vec():
 def test_pipecnn_memwrite_stores_one_lane_per_cycle():
     # VGG conv1_1 on VEC 16 x LANE 80: 9 MAC steps per pixel but 80 cycles to store its lanes
     g = GRAPHS["vgg16"]
-    costs = L.layer_costs(prepare(g), HwConfig(16, 80, 7), estimate(g, "a10").widths, 19.2, 218.0, PIPECNN)
+    costs = L.layer_costs(lower(g), HwConfig(16, 80, 7), estimate(g, "a10").widths, 19.2, 218.0, PIPECNN)
     conv11 = costs[0]
     assert conv11.compute_cycles == 224 * 224 * 9
     assert conv11.cycles > 224 * 224 * 80
     # conv1_2 feeds a max pool that runs in the stream: only the pooled pixels are stored
-    assert prepare(g).layers[1].written_pixels == 112 * 112
+    assert lower(g).layers[1].written_pixels == 112 * 112

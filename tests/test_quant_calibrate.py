@@ -6,7 +6,7 @@ from cnn2gate.ir.layers import GRAPH_INPUT
 from cnn2gate.quant import QFormat, quantize, quantize_params
 from cnn2gate.quant.calibrate import choose_frac, frac_for, quant_mse
 from cnn2gate.sim import report, simulate
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 
 @pytest.mark.parametrize("max_abs,bits", [(1.0, 8), (0.999, 8), (127.0, 8), (127.5, 8), (128.0, 8), (3e-5, 4), (5e4, 16), (6.0, 2)])

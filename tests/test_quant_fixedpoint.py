@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnn2gate.ir.layers import GRAPH_INPUT
+from cnn2gate.ops import lrn as lrn_op
 from cnn2gate.quant import fixedpoint as fx
 from cnn2gate.quant.formats import QFormat
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 
 def oracle_rshift_round(v: int, s: int) -> int:
@@ -144,23 +145,23 @@ def oracle_lrn_index(ss: int) -> int:
 
 @given(st.integers(0, (1 << 48) - 1))
 def test_lrn_index_matches_doc(ss):
-    assert fx.lrn_index(ss) == oracle_lrn_index(ss)
-    assert 0 <= fx.lrn_index(ss) < fx.LRN_TABLE_SIZE
+    assert lrn_op.lrn_index(ss) == oracle_lrn_index(ss)
+    assert 0 <= lrn_op.lrn_index(ss) < lrn_op.LRN_TABLE_SIZE
 
 
 def test_lrn_index_segment_edges():
     cases = {0: 0, 31: 31, 32: 32, 63: 63, 64: 64, 65: 64, 66: 65, 127: 95, 128: 96, (1 << 48) - 1: 1407}
     for ss, idx in cases.items():
-        assert fx.lrn_index(ss) == idx, ss
+        assert lrn_op.lrn_index(ss) == idx, ss
     with pytest.raises(OverflowError):
-        fx.lrn_index(np.array([1 << 48]))
+        lrn_op.lrn_index(np.array([1 << 48]))
 
 
 def test_lrn_centres_inside_their_segment():
-    c = fx.lrn_centres()
+    c = lrn_op.lrn_centres()
     for idx in (0, 31, 32, 63, 64, 100, 1407):
-        assert fx.lrn_index(int(math.floor(c[idx]))) == idx
-        assert fx.lrn_index(int(math.ceil(c[idx]))) == idx
+        assert lrn_op.lrn_index(int(math.floor(c[idx]))) == idx
+        assert lrn_op.lrn_index(int(math.ceil(c[idx]))) == idx
     assert c[64] == 64.5 and c[32] == 32.0
 
 
@@ -168,12 +169,12 @@ def test_lrn_table_values():
     b = Builder("t", (8, 2, 2))
     name = b.lrn(GRAPH_INPUT, size=5, alpha=1e-4, beta=0.75, bias=2.0)
     layer = b.build().layer(name)
-    lut = fx.lrn_table(layer, QFormat(8, 0))
+    lut = lrn_op.lrn_table(layer, QFormat(8, 0))
     assert lut.shape == (1408,) and lut.dtype == np.int64
     assert lut[0] == math.floor(65536 * 2.0**-0.75 + 0.5)
-    c = fx.lrn_centres()[500]
+    c = lrn_op.lrn_centres()[500]
     assert lut[500] == math.floor(65536 * (2.0 + 1e-4 / 5 * c) ** -0.75 + 0.5)
     assert np.all(np.diff(lut) <= 0)  # monotone: bigger sums, smaller factors
-    zero_k = fx.lrn_table(type(layer)(name="z", inputs=layer.inputs, in_shapes=layer.in_shapes,
+    zero_k = lrn_op.lrn_table(type(layer)(name="z", inputs=layer.inputs, in_shapes=layer.in_shapes,
                                       out_shape=layer.out_shape, size=5, bias=0.0), QFormat(8, 0))
     assert zero_k[0] == 2**31 - 1  # 0^-beta is capped, not inf

@@ -7,7 +7,7 @@ import pytest
 from cnn2gate.errors import FormatsError
 from cnn2gate.ir.layers import GRAPH_INPUT
 from cnn2gate.quant import Formats, QFormat, in_formats, load_formats, quantize
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 
 def small_graph():

@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from cnn2gate.errors import AccumulatorOverflow
 from cnn2gate.ir.layers import GRAPH_INPUT
-from cnn2gate.ir.windows import lrn_window
+from cnn2gate.ops.lrn import channel_window as lrn_window
 from cnn2gate.quant import fixedpoint as fx
 from cnn2gate.quant import quantize
 from cnn2gate.quant.formats import Formats, LayerFormat, QFormat
 from cnn2gate.quant.params import quantize_params
 from cnn2gate.sim import fast, simulate
-from cnn2gate.sim.random_graphs import Builder
+from cnn2gate.zoo import Builder
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,6 +1,7 @@
-"""Code generation: a quantized graph -> an Intel FPGA OpenCL project (docs/generated-project.md)."""
-from .plan import HwParams, Plan, make_plan
-from .project import compile_project, default_input, project_files
+"""Code generation: a plan of a quantized graph -> the files of an Intel FPGA OpenCL project
+(docs/generated-project.md). The whole compile is cnn2gate.pipeline.compile_project."""
+from .plan import Plan, make_plan
+from .project import board_ident, project_files, write_tree
 from .serialize import load_model
 
-__all__ = ["compile_project", "default_input", "project_files", "make_plan", "Plan", "HwParams", "load_model"]
+__all__ = ["project_files", "board_ident", "write_tree", "make_plan", "Plan", "load_model"]

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Cnn2GateError
-from ..ir.layers import GRAPH_INPUT, LAYER_KINDS, Graph
+from .. import ops
+from ..ir.layers import GRAPH_INPUT, Graph
+from ..jsonutil import to_jsonable
 from ..quant.formats import Formats
 
 FORMAT_VERSION = 1
@@ -45,7 +47,7 @@ def save_model(graph: Graph, formats: Formats, stems: dict[str, str]) -> dict[st
                 path = f"model/{rename[layer.name]}.{f.name}.npy"
                 files[path] = npy_bytes(v)
                 v = {"npy": path}
-            entry[f.name] = _jsonable(v)
+            entry[f.name] = to_jsonable(v)
         layers.append(entry)
     fm = {"input": {"bits": formats.input.bits, "frac": formats.input.frac}, "layers": {}}
     for layer in graph.layers:
@@ -58,16 +60,6 @@ def save_model(graph: Graph, formats: Formats, stems: dict[str, str]) -> dict[st
            "softmax": bool(graph.softmax), "layers": layers, "formats": fm}
     files["model/model.json"] = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
     return files
-
-
-def _jsonable(v):
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
 
 
 def _restore(name: str, v, root: Path):
@@ -99,7 +91,7 @@ def load_model(project: Path) -> tuple[Graph, Formats]:
     try:
         layers = []
         for entry in doc["layers"]:
-            cls = LAYER_KINDS[entry["kind"]]
+            cls = ops.LAYER_TYPES[entry["kind"]]
             kwargs = {k: _restore(k, v, project) for k, v in entry.items() if k != "kind"}
             layers.append(cls(**kwargs))
         graph = Graph("model", tuple(doc["input_shape"]), layers, doc["output"], softmax=doc["softmax"])

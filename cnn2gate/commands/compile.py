@@ -1,11 +1,12 @@
 import click
 
-from ..codegen import compile_project
+from ..batch import as_batch
 from ..frontend import load_model
 from ..hw import DEFAULT_BOARD, estimate, load_board, load_config
+from ..pipeline import compile_project
 from ..quant import load_formats, quantize
 from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
-from .quantize import check_batch, load_array
+from .quantize import load_array
 
 
 @click.command("compile")
@@ -29,7 +30,7 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
     graph = load_model(model, input_shape=input_shape)
     board_info = load_board(board)
     config = load_config(config_path, board_info)
-    calib_x = check_batch(load_array(calib, "calibration"), graph, calib) if calib else None
+    calib_x = as_batch(graph, load_array(calib, "calibration"), calib) if calib else None
     if formats_path:
         formats = load_formats(formats_path, graph)
     else:
@@ -38,7 +39,7 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
         formats = quantize(graph, calib_x)
     golden = None
     if golden_input:
-        golden = check_batch(load_array(golden_input, "golden input"), graph, golden_input)
+        golden = as_batch(graph, load_array(golden_input, "golden input"), golden_input)
     elif calib_x is not None:
         golden = calib_x[:1]
     path = compile_project(graph, formats, board_info, config, output, force=force, golden_input=golden)

@@ -1,13 +1,14 @@
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import numpy as np
 
-from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project, record_emulation
+from ..batch import as_batch
+from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project
 from ..errors import Cnn2GateError, VerificationError
+from ..pipeline import record_emulation
 from .options import echo_json, json_option, quiet_option
-from .quantize import check_batch, load_array
+from .quantize import load_array
 
 
 def _load_input(project, input_path) -> np.ndarray:
@@ -19,9 +20,7 @@ def _load_input(project, input_path) -> np.ndarray:
             shape = np.load(golden, mmap_mode="r", allow_pickle=False).shape[1:]
         except (OSError, ValueError):
             return x
-        x = check_batch(x, SimpleNamespace(input_shape=tuple(shape)), input_path)
-        if not len(x):
-            raise Cnn2GateError(f"{input_path}: holds no inputs")
+        x = as_batch(shape, x, input_path)
     return x
 
 

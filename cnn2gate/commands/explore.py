@@ -61,11 +61,11 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
-    from ..explore import DEFAULT_BUDGET, check_accuracy_request, explore
-    from ..explore.outputs import write_outputs
+    from ..explore import DEFAULT_BUDGET, ExploreOptions, check_accuracy_request, explore
     from ..explore.parallel import usable_cores
     from ..explore.progress import ProgressBar
     from ..explore.report import render_summary
+    from ..pipeline import write_explore_outputs
 
     budget = budget or DEFAULT_BUDGET
     if Path(out_dir).exists() and not force:
@@ -86,12 +86,13 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
         click.echo(f"building the sensitivity model: {len(precision_layers(graph))} conv/dense layers x 2 roles x "
                    f"{len(PRECISION_BITS)} widths on "
                    f"{workers or usable_cores()} processes ...", err=True)
-    result = explore(graph, board, agent=agent, budget=budget, seed=seed, precision=precision,
-                     min_sqnr=min_sqnr, calib=calib_x, progress=bar, max_accuracy_loss=max_accuracy_loss,
-                     labels=labels_y, workers=workers or usable_cores())
+    options = ExploreOptions(agent=agent, budget=budget, seed=seed, precision=precision, min_sqnr=min_sqnr,
+                             calib=calib_x, max_accuracy_loss=max_accuracy_loss, labels=labels_y,
+                             workers=workers or usable_cores())
+    result = explore(graph, board, options, progress=bar)
     if bar is not None:
         bar.close(result.evaluator)
-    write_outputs(result, out_dir, graph=graph, board=board, force=force)
+    write_explore_outputs(result, out_dir, graph=graph, board=board, force=force)
     if as_json:
         echo_json(result.summary())
     elif not quiet:

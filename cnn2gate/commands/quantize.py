@@ -1,6 +1,7 @@
 import click
 import numpy as np
 
+from ..batch import as_batch
 from ..errors import Cnn2GateError, OutputError
 from ..frontend import load_model
 from ..ir.summary import format_table
@@ -23,16 +24,6 @@ def load_array(path: str, what: str) -> np.ndarray:
     return x
 
 
-def check_batch(x: np.ndarray, graph, path: str) -> np.ndarray:
-    if x.ndim == len(graph.input_shape):
-        x = x[None]
-    if tuple(x.shape[1:]) != tuple(graph.input_shape):
-        raise Cnn2GateError(f"{path}: samples have shape {tuple(x.shape[1:])}, the model expects {tuple(graph.input_shape)} (batch first)")
-    if not np.all(np.isfinite(x)):
-        raise Cnn2GateError(f"{path}: contains NaN or infinite values")
-    return x
-
-
 @click.command("quantize")
 @model_argument
 @input_shape_option
@@ -48,7 +39,7 @@ def command(model, input_shape, calib, bits, weight_bits, method, output, as_jso
     graph = load_model(model, input_shape=input_shape)
     data = None
     if calib is not None:
-        data = check_batch(load_array(calib, "calibration"), graph, calib)
+        data = as_batch(graph, load_array(calib, "calibration"), calib)
     elif not (quiet or as_json):
         click.echo("note: no --calib given; calibrating on a synthetic normal(0, 1) set (recorded in the file)", err=True)
     formats = quantize(graph, data, bits=bits, method=method, weight_bits=weight_bits)

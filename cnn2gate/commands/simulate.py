@@ -4,13 +4,14 @@ import click
 import numpy as np
 
 from ..atomic import write_file_atomic
+from ..batch import as_batch
 from ..frontend import load_model
 from ..ir.reference import predict
 from ..ir.summary import format_table
 from ..quant import load_formats, quantize, quantize_params
 from ..sim import PATHS, report, simulate
 from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
-from .quantize import check_batch, load_array
+from .quantize import load_array
 
 REPORT_SAMPLES = 256
 CALIB_SAMPLES = 256
@@ -40,7 +41,7 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
     """Run MODEL bit-accurately on a batch of inputs (softmax applied on the host, as deployed)."""
     quiet = quiet or as_json
     graph = load_model(model, input_shape=input_shape)
-    x = check_batch(load_array(input_path, "input"), graph, input_path)
+    x = as_batch(graph, load_array(input_path, "input"), input_path)
     if use_float:
         save_npy_atomic(output, predict(graph, x))
         if as_json:

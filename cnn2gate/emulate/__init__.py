@@ -1,5 +1,6 @@
 """Emulator mode: run a generated project on the Intel FPGA Emulation Platform for OpenCL
-and compare every output element with the bit-accurate simulator."""
+and compare every output element with the bit-accurate simulator.
+cnn2gate.pipeline.record_emulation records the verdict for the report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,7 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
         x_int, expected = _golden(project, "input"), _golden(project, "output")
         layers = {s: _golden(project, f"layers/{s}") for s in stems} if dump_dir is not None else None
     else:
-        from ..codegen.project import as_batch
+        from ..batch import as_batch
         from ..codegen.serialize import load_model
         from ..sim import simulate
 
@@ -54,16 +55,5 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
                         channel_depth=channel_depth)
 
 
-def record_emulation(project, result: EmulationResult, *, accuracy: float | None = None) -> dict:
-    """Leave the verdict in the project's facts and refresh its report; returns the fact."""
-    from ..report import build_report, write_fact
-    from ..report.producers import emulation_fact
-
-    fact = emulation_fact(result, accuracy=accuracy, seconds=result.wall_ms_per_image * result.images / 1e3)
-    write_fact(project, "emulation", fact)
-    build_report(project)
-    return fact
-
-
-__all__ = ["emulate_project", "record_emulation", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",
+__all__ = ["emulate_project", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",
            "RuntimeMissing", "emulator_available", "opencl_env", "DEFAULT_TIMEOUT", "EMULATION_CHANNEL_DEPTH"]

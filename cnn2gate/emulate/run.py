@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Cnn2GateError, VerificationError
+from ..atomic import write_file_atomic
+from ..errors import Cnn2GateError, FormatsError, VerificationError
+from ..hw.widths import widths_from_formats
+from ..report.facts import fact_path
 from .runtime import cache_dir, compiler, opencl_env
 
 CXXFLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra"]
@@ -26,11 +30,41 @@ _MAX_CHANNEL_BYTES = 64 << 20
 
 def _capped_depth(project: Path, depth: int) -> int:
     """Lower the depth for very wide weight vectors so the emulator's buffers stay modest."""
-    text = (project / "host" / "layers.h").read_text()
-    vec = int(re.search(r"kVecSize = (\d+);", text).group(1))
-    lane = int(re.search(r"kLaneNum = (\d+);", text).group(1))
-    elem = 1 if "using data_t = int8_t;" in text else 2
+    vec, lane, elem = recorded_design(project)
     return max(64, min(int(depth), _MAX_CHANNEL_BYTES // (vec * lane * elem)))
+
+
+def recorded_design(project: Path) -> tuple[int, int, int]:
+    """(vec_size, lane_num, bytes per data element) as `compile` recorded them: the config
+    in facts/estimate.json and the formats in model/model.json."""
+    path = fact_path(project, "estimate")
+    est = _read_json(path)
+    config = est.get("config") if isinstance(est, dict) else None
+    if not isinstance(config, dict):
+        raise Cnn2GateError(f"{path}: no hardware \"config\" recorded (recompile the project)")
+    for key in ("vec_size", "lane_num"):
+        v = config.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise Cnn2GateError(f"{path}: config {key}={v!r} is not a positive integer (recompile the project)")
+    model = project / "model" / "model.json"
+    doc = _read_json(model)
+    formats = doc.get("formats") if isinstance(doc, dict) else None
+    if not isinstance(formats, dict):
+        raise Cnn2GateError(f"{model}: no \"formats\" recorded (recompile the project)")
+    try:
+        elem = widths_from_formats(formats).data_bytes
+    except FormatsError as err:
+        raise Cnn2GateError(f"{model}: {err} (recompile the project)") from None
+    return config["vec_size"], config["lane_num"], elem
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Cnn2GateError(f"{path} missing (recompile the project with this version of cnn2gate)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise Cnn2GateError(f"{path}: cannot read it as JSON: {err}") from None
 
 
 MAX_REPORTED = 10
@@ -91,15 +125,17 @@ def build_host(project: Path, timeout: float = 300.0) -> Path:
     if exe.exists():
         return exe
     exe.parent.mkdir(parents=True, exist_ok=True)
-    tmp = exe.parent / f"host.{os.getpid()}.tmp"
-    cmd = [cxx, *CXXFLAGS, "-Werror", str(sources[0]), "-o", str(tmp), "-lOpenCL"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Cnn2GateError(f"compiling the host timed out after {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        raise Cnn2GateError(f"compiling {sources[0]} failed:\n{proc.stderr.strip()}")
-    os.replace(tmp, exe)
+    with tempfile.TemporaryDirectory(dir=exe.parent) as work:
+        built = Path(work) / "host"
+        cmd = [cxx, *CXXFLAGS, "-Werror", str(sources[0]), "-o", str(built), "-lOpenCL"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Cnn2GateError(f"compiling the host timed out after {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise Cnn2GateError(f"compiling {sources[0]} failed:\n{proc.stderr.strip()}")
+        # concurrent builds of the same host each publish a complete executable
+        write_file_atomic(exe, built.read_bytes(), "emulation host", mode=0o777)
     return exe
 
 

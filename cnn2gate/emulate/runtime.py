@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..atomic import write_file_atomic
 from ..errors import Cnn2GateError
 
 EMU_LIB = "libintelocl_emu.so"
@@ -64,9 +65,7 @@ def opencl_env() -> dict[str, str]:
     icd.mkdir(parents=True, exist_ok=True)
     f = icd / "intel_fpga_emu.icd"
     if not f.exists() or f.read_text().strip() != str(lib):
-        tmp = icd / f".intel_fpga_emu.icd.{os.getpid()}"
-        tmp.write_text(f"{lib}\n")
-        os.replace(tmp, f)
+        write_file_atomic(f, f"{lib}\n", "emulator ICD file")
     env["OCL_ICD_VENDORS"] = str(icd)
     return env
 

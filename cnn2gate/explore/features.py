@@ -5,14 +5,17 @@ import math
 
 import numpy as np
 
+from ..ops.lowering import lower
+
 MODEL_FEATURES = ("log10_gmacs", "log10_mparams", "layers/100", "dense_mac_frac", "grouped_mac_frac", "log2_max_ch/12")
 BOARD_FEATURES = ("log10_dsp", "log10_kalm", "log10_ram_blocks", "bandwidth/100", "fmax/500")
 
 
 def model_features(graph) -> np.ndarray:
     macs = max(graph.total_macs(), 1)
-    dense = sum(layer.macs() for layer in graph.layers if layer.kind == "dense")
-    grouped = sum(layer.macs() for layer in graph.layers if layer.kind == "conv" and layer.groups > 1)
+    layers = lower(graph).layers
+    dense = sum(k.macs for k in layers if k.op.batched)
+    grouped = sum(k.macs for k in layers if k.groups > 1)
     channels = max([layer.out_shape[0] for layer in graph.layers] + [1])
     return np.array([
         math.log10(macs / 1e9), math.log10(max(graph.total_params(), 1) / 1e6), len(graph.layers) / 100,

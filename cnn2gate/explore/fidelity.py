@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..batch import as_batch
 from ..errors import ConfigError
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
 from .parallel import fork_map, shared
-from .space import PRECISION_KINDS
+from .space import has_precision_knob
 
 INPUT_BITS = 8  # the model input is always quantised to 8 bits (an image)
 
@@ -62,11 +63,7 @@ class SensitivityModel:
         t0 = time.perf_counter()
         if calib is None:
             calib = synthetic_calibration(graph)
-        calib = np.asarray(calib, dtype=np.float64)
-        if calib.ndim == len(graph.input_shape):
-            calib = calib[None]
-        if tuple(calib.shape[1:]) != tuple(graph.input_shape):
-            raise ConfigError(f"calibration data has shape {calib.shape[1:]}, the model takes {graph.input_shape}")
+        calib = as_batch(graph, calib, "calibration data", error=ConfigError, strict=False)
         model = cls(graph, calib, tuple(sorted(bits)))
         widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
         formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib))
@@ -75,7 +72,7 @@ class SensitivityModel:
         # (layer, width, role) in order.
         tasks: list[tuple] = [(None, 0, "input")]
         for i, layer in enumerate(graph.layers):
-            if layer.kind not in PRECISION_KINDS:
+            if not has_precision_knob(layer):
                 continue
             for b in model.bits:
                 tasks.append((i, b, "w_bits"))
@@ -169,7 +166,7 @@ class SensitivityModel:
 
         width = {GRAPH_INPUT: INPUT_BITS}
         for layer in self.graph.layers:
-            if layer.kind in PRECISION_KINDS:
+            if has_precision_knob(layer):
                 width[layer.name] = int(bits[layer.name]["a_bits"])
             else:
                 width[layer.name] = max(width[s] for s in layer.inputs)

@@ -1,4 +1,7 @@
-"""The files of `explore -o DIR`, written atomically (a temporary folder renamed into place).
+"""The files of `explore -o DIR` that the search itself produces, and its report fact.
+
+`cnn2gate.pipeline.write_explore_outputs` writes the folder atomically (a temporary
+folder renamed into place): these files, then the facts, the report and the plots.
 
 best_config.json  the chosen hardware config (input to `compile --config`, `estimate --config`)
 best_formats.json the chosen per-layer formats (precision search only; `--formats` input)
@@ -16,54 +19,21 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import write_dir_atomic
+from ..jsonutil import to_jsonable
 
 FILES = ("best_config.json", "history.csv", "summary.json", "convergence.png", "pareto.png", "report.html",
          "report.json")
+#: the search plots, drawn from the report's facts by its plotting code
+PLOTS = ("convergence", "pareto")
 
 
-def write_outputs(result, out_dir, *, graph, board, force: bool = False) -> Path:
-    """Write every output of `explore` for `result` (searched on `graph` and `board`) into out_dir."""
-    def fill(tmp: Path) -> None:
-        _write_all(result, tmp)
-        _write_report(result, graph, board, tmp)
-
-    # a failed swap restores the previous folder and leaves nothing behind
-    return write_dir_atomic(out_dir, fill, force=force, what="explore output")
-
-
-def _write_all(result, d: Path) -> None:
+def write_search_files(result, d: Path) -> None:
+    """best_config.json, best_formats.json (precision only), history.csv and summary.json into d."""
     (d / "best_config.json").write_text(json.dumps(result.best_config(), indent=2, sort_keys=True) + "\n")
     if result.formats is not None:
         result.formats.to_json(d / "best_formats.json")
     write_history(result, d / "history.csv")
-    (d / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=_json) + "\n")
-
-
-def _write_report(result, graph, board, d: Path) -> None:
-    """Facts for the shared report: the model, the chosen design's estimate, the search."""
-    from ..hw import estimate
-    from ..report import build_report, write_fact
-    from ..report.producers import estimate_fact, formats_fact, model_fact
-
-    write_fact(d, "model", model_fact(graph))
-    if result.formats is not None:
-        write_fact(d, "formats", formats_fact(result.formats))
-    est = None
-    if result.best is not None:
-        est = estimate(graph, board, result.best_config(), result.formats)
-        write_fact(d, "estimate", estimate_fact(est))
-    write_fact(d, "explore", explore_fact(result, est))
-    build_report(d)
-    # the search plots as files too, drawn by the report's plotting code
-    from ..report.build import figure_pngs
-    from ..report.derive import derive
-    from ..report.facts import read_facts
-
-    facts = read_facts(d)
-    pngs = figure_pngs(facts, derive(facts))
-    for name in ("convergence", "pareto"):
-        (d / f"{name}.png").write_bytes(pngs[name])
+    (d / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=to_jsonable) + "\n")
 
 
 def explore_fact(result, est) -> dict:
@@ -79,17 +49,11 @@ def explore_fact(result, est) -> dict:
         history.append(entry)
     best = None if result.best is None else {**result.best.config, "total_ms": result.best.total_ms,
                                              "index": result.best.index}
-    return {"agent": result.agent, "budget": result.budget, "seed": result.seed,
+    run = result.run
+    return {"agent": run.agent, "budget": run.budget, "seed": run.seed,
             "best": best if best is not None else {"total_ms": None}, "history": history,
             "evaluations": result.n_evals, "space_size": result.space.size}
 
-
-def _json(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
 def write_history(result, path: Path) -> None:

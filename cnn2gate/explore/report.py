@@ -6,10 +6,10 @@ from ..ir.summary import format_table
 
 def render_summary(result) -> str:
     doc = result.summary()
-    best, init = result.best, result.initial
-    lines = [f"explore {result.model} on {result.board}: agent {result.agent}, seed {result.seed}, "
+    best, init, run, bound = result.best, result.initial, result.run, result.bound
+    lines = [f"explore {run.model} on {run.board}: agent {run.agent}, seed {run.seed}, "
              f"{result.n_evals} evaluations ({doc['cache_hits']} repeat requests answered from the cache) "
-             f"of a {result.space.size:,}-point space in {result.wall_s:.1f} s", ""]
+             f"of a {result.space.size:,}-point space in {result.timings.wall_s:.1f} s", ""]
     rows = []
     for label, e in (("board default", init), ("best found", best)):
         if e is None:
@@ -31,16 +31,16 @@ def render_summary(result) -> str:
     if best.bits is not None:
         widths = ", ".join(f"{layer} w{b['w_bits']}/a{b['a_bits']}" for layer, b in best.bits.items())
         lines.append(f"precision: {widths}")
-        v = result.verification or {}
-        if v.get("passed") and result.max_accuracy_loss is not None:
+        v = result.checks.verification or {}
+        if v.get("passed") and bound.max_accuracy_loss is not None:
             lines.append(f"simulator: top-1 accuracy {v['fixed_accuracy']:.2f} % vs float {v['float_accuracy']:.2f} % "
                          f"on {v['samples']} labelled inputs (loss {v['accuracy_loss_pct']:.2f} points, bound "
-                         f"{result.max_accuracy_loss}); search bound {result.min_sqnr} dB modelled SQNR, "
+                         f"{bound.max_accuracy_loss}); search bound {bound.min_sqnr} dB modelled SQNR, "
                          f"simulated {v['sim_sqnr_db']:.1f} dB")
         elif v.get("passed"):
-            lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR (bound {result.min_sqnr} dB, "
+            lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR (bound {bound.min_sqnr} dB, "
                          f"model said {best.fidelity:.1f} dB)")
-        fc = result.fidelity_check or {}
+        fc = result.checks.fidelity_check or {}
         if fc.get("mean_abs_error_db") is not None:
             lines.append(f"sensitivity model vs simulator on {len(fc['points'])} points: mean |error| "
                          f"{fc['mean_abs_error_db']} dB, max {fc['max_abs_error_db']} dB")

@@ -14,13 +14,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .. import ops
 from ..errors import ConfigError
 
 #: Bit widths offered per layer for weights and activations when precision is explored.
 PRECISION_BITS: tuple[int, ...] = (4, 6, 8, 10, 12, 16)
 
 #: Kinds of layer that own a weight and an activation precision knob.
-PRECISION_KINDS = ("conv", "dense")
 
 Point = tuple[int, ...]
 
@@ -152,8 +152,12 @@ class DesignSpace:
 
 
 def precision_layers(graph) -> list[str]:
-    """Names of the layers that get weight/activation precision knobs (conv and dense)."""
-    return [layer.name for layer in graph.layers if layer.kind in PRECISION_KINDS]
+    """Names of the layers that get weight/activation precision knobs (multiply-accumulate layers)."""
+    return [layer.name for layer in graph.layers if has_precision_knob(layer)]
+
+
+def has_precision_knob(layer) -> bool:
+    return ops.op_for(layer).precision_knob
 
 
 def hw_legal_values(graph, board) -> dict[str, list]:

@@ -10,27 +10,24 @@ import math
 
 import numpy as np
 
+from .. import ops
 from ..errors import ModelError
-from ..ir.layers import GRAPH_INPUT, LRN, Add, Concat, Conv, Dense, Graph, Layer, Pool
+from ..ir.layers import GRAPH_INPUT, Graph, Layer
+from ..ops.base import Unsupported
 from .names import NameAllocator, sanitize
 from .passes.activations import activation_of
-from .passes.affine import is_affine
 from .passes.base import const_of
 from .passes.canonical import is_dense
 from .passes.layout import flatten_to_2d, perm_of
 from .wgraph import INTERNAL, Node, WGraph
 
-#: ONNX ops the front end accepts, with what they become (the table in docs/frontend.md).
-SUPPORTED_OPS = sorted({
-    "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "MaxPool", "AveragePool",
-    "GlobalAveragePool", "ReduceMean", "LRN", "Add", "Sum", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape",
+#: ONNX ops the front end accepts (the table in docs/frontend.md): those an operator builds a
+#: layer from, and those the rewrite passes fold, fuse or drop.
+SUPPORTED_OPS = sorted({op_type for op in ops.OPS for op_type in op.onnx_types} | {
+    "MatMul", "BatchNormalization", "Sum", "Relu", "LeakyRelu", "Clip", "ReduceMean", "Flatten", "Reshape",
     "Squeeze", "Transpose", "Pad", "Softmax", "Dropout", "Identity", "Cast", "Constant", "Shape", "Gather",
     "Unsqueeze", "Slice", "ConstantOfShape", "Range",
 })
-
-
-class Unsupported(Exception):
-    """A node the IR cannot represent; the reason ends up in the ModelError."""
 
 
 class _Upstream(Exception):
@@ -76,128 +73,22 @@ class Lowering:
         self.layers.append(layer)
         self.src[n.outputs[0]] = (layer.name, ir)
 
+    def inputs_of(self, n: Node) -> tuple[list[str], list[tuple]]:
+        """(producing layers, shapes) of every input of n."""
+        ins = [self.input_of(n, i) for i in range(len(n.inputs))]
+        return [x for x, _ in ins], [s for _, s in ins]
+
     def alias(self, n: Node, i: int = 0) -> None:
         self.src[n.outputs[0]] = self.input_of(n, i)
 
-    # -- handlers ----------------------------------------------------------
-    def conv(self, n: Node) -> None:
-        x, shape = self.input_of(n)
-        w = const_of(self.g, n, 1)
-        if w is None or w.ndim != 4:
-            raise Unsupported("only 2-D convolution with constant weights is supported")
-        if len(shape) != 3:
-            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
-        b = const_of(self.g, n, 2)
-        if len(n.inputs) > 2 and n.inputs[2] and b is None:
-            raise Unsupported("bias must be constant")
-        if "auto_pad" in n.attrs and n.attrs["auto_pad"] != "NOTSET":
-            raise Unsupported(f"auto_pad={n.attrs['auto_pad']} with unknown input size")
-        groups = int(n.attrs.get("group", 1))
-        if w.shape[1] * groups != shape[0] or w.shape[0] % groups:
-            raise Unsupported(f"weight {w.shape} with group={groups} does not fit {shape[0]} input channels")
-        pads = [int(v) for v in n.attrs.get("pads", [0, 0, 0, 0])]
-        layer = Conv(**self.common(n, "conv"), inputs=[x], in_shapes=[shape], out_shape=(),
-                     weight=w.astype(np.float32), bias=(np.zeros(w.shape[0]) if b is None else b).astype(np.float32).reshape(-1),
-                     stride=tuple(int(v) for v in n.attrs.get("strides", [1, 1])), pads=tuple(pads),
-                     dilation=tuple(int(v) for v in n.attrs.get("dilations", [1, 1])), groups=groups)
-        self.add(n, layer)
+    def const(self, n: Node, i: int):
+        """Input i of n as a constant array (None when it is not one)."""
+        return const_of(self.g, n, i)
 
-    def affine(self, n: Node) -> None:
-        x, shape = self.input_of(n)
-        if len(shape) != 3:
-            raise Unsupported("a per-channel scale/shift on a vector must follow a Conv or dense layer (nothing to fold it into)")
-        c = shape[0]
-        scale, shift = n.attrs["scale"], n.attrs["shift"]
-        layer = Conv(**self.common(n, "scale"), inputs=[x], in_shapes=[shape], out_shape=(),
-                     weight=scale.astype(np.float32).reshape(c, 1, 1, 1), bias=shift.astype(np.float32), groups=c)
-        self.add(n, layer)
+    def is_dense(self, n: Node) -> bool:
+        return is_dense(self.g, n)
 
-    def dense(self, n: Node) -> None:
-        if not is_dense(self.g, n):
-            raise Unsupported("only A·Bᵀ with a constant B (weights) and constant C (bias) is supported")
-        x, shape = self.input_of(n)
-        w, b = const_of(self.g, n, 1), const_of(self.g, n, 2)
-        if math.prod(shape) != w.shape[1]:
-            raise Unsupported(f"weights take {w.shape[1]} inputs but the input has {math.prod(shape)}")
-        layer = Dense(**self.common(n, "dense"), inputs=[x], in_shapes=[shape], out_shape=(),
-                      weight=w.astype(np.float32), bias=b.astype(np.float32))
-        self.add(n, layer)
-
-    def pool(self, n: Node) -> None:
-        x, shape = self.input_of(n)
-        if len(shape) != 3:
-            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
-        if any(o and (self.g.consumers(o) or o == self.g.output) for o in n.outputs[1:]):
-            raise Unsupported("the Indices output of MaxPool is not supported")
-        k = [int(v) for v in n.attrs.get("kernel_shape", [])]
-        if len(k) != 2:
-            raise Unsupported("only 2-D pooling is supported")
-        if any(int(d) != 1 for d in n.attrs.get("dilations", [1, 1])):
-            raise Unsupported("dilated pooling is not supported")
-        if "auto_pad" in n.attrs and n.attrs["auto_pad"] != "NOTSET":
-            raise Unsupported(f"auto_pad={n.attrs['auto_pad']} with unknown input size")
-        s = [int(v) for v in n.attrs.get("strides", [1, 1])]
-        pads = [int(v) for v in n.attrs.get("pads", [0, 0, 0, 0])]
-        mode = "max" if n.op == "MaxPool" else "avg"
-        include_pad = bool(int(n.attrs.get("count_include_pad", 0))) and mode == "avg"
-        if int(n.attrs.get("ceil_mode", 0)):
-            onnx_shape = self.g.shape(n.outputs[0])
-            for axis in (0, 1):
-                size, pb, pe = shape[1 + axis], pads[axis], pads[axis + 2]
-                out = math.ceil((size + pb + pe - k[axis]) / s[axis]) + 1
-                if onnx_shape is not None:
-                    out = onnx_shape[2 + axis]
-                extra = (out - 1) * s[axis] + k[axis] - (size + pb + pe)
-                if extra <= 0:
-                    continue
-                if (out - 1) * s[axis] >= size + pb:
-                    raise Unsupported("ceil_mode makes a window that lies entirely in padding")
-                if include_pad:
-                    raise Unsupported("ceil_mode with count_include_pad=1 divides the last windows by a partial "
-                                      "size, which the IR cannot represent")
-                pads[axis + 2] += extra  # ceil_mode = extra end padding that no window counts
-        layer = Pool(**self.common(n, f"{mode}pool"), inputs=[x], in_shapes=[shape], out_shape=(), mode=mode,
-                     kernel=(k[0], k[1]), stride=(s[0], s[1]), pads=tuple(pads), count_include_pad=include_pad)
-        self.add(n, layer)
-
-    def global_pool(self, n: Node) -> None:
-        x, shape = self.input_of(n)
-        if len(shape) != 3:
-            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
-        layer = Pool(**self.common(n, "gap"), inputs=[x], in_shapes=[shape], out_shape=(), mode="global_avg")
-        self.add(n, layer, squeezed=bool(n.attrs.get("squeezed")))
-
-    def lrn(self, n: Node) -> None:
-        x, shape = self.input_of(n)
-        if len(shape) != 3:
-            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
-        layer = LRN(**self.common(n, "lrn"), inputs=[x], in_shapes=[shape], out_shape=(), size=int(n.attrs["size"]),
-                    lrn_alpha=float(n.attrs.get("alpha", 1e-4)), beta=float(n.attrs.get("beta", 0.75)),
-                    bias=float(n.attrs.get("bias", 1.0)))
-        self.add(n, layer)
-
-    def add_op(self, n: Node) -> None:
-        # Add/Sub/Mul/Div with a per-channel constant were folded by the affine pass already.
-        if any(t in self.g.consts for t in n.inputs):
-            raise Unsupported("the constant operand is not per-channel (or its producer cannot absorb it)")
-        if n.op != "Add":
-            raise Unsupported(f"{n.op} of two feature maps is not supported (only Add)")
-        ins = [self.input_of(n, i) for i in range(len(n.inputs))]
-        shapes = [s for _, s in ins]
-        if any(tuple(s) != tuple(shapes[0]) for s in shapes):
-            raise Unsupported(f"inputs differ in shape {shapes} (broadcasting is not supported)")
-        layer = Add(**self.common(n, "add"), inputs=[x for x, _ in ins], in_shapes=shapes, out_shape=())
-        self.add(n, layer)
-
-    def concat(self, n: Node) -> None:
-        ins = [self.input_of(n, i) for i in range(len(n.inputs))]
-        shapes = [s for _, s in ins]
-        axis = int(n.attrs.get("axis", 1))
-        if any(len(s) != 3 for s in shapes) or axis % 4 != 1:
-            raise Unsupported(f"only channel concatenation of feature maps is supported (axis={axis}, inputs {shapes})")
-        layer = Concat(**self.common(n, "concat"), inputs=[x for x, _ in ins], in_shapes=shapes, out_shape=())
-        self.add(n, layer)
-
+    # -- structural handlers (layers come from the operators in cnn2gate/ops/) ---------
     def reshape(self, n: Node) -> None:
         if not flatten_to_2d(self.g, n):
             raise Unsupported(f"only flattening (N,C,H,W) → (N,C·H·W) is supported, not {self.g.shape(n.inputs[0])} → "
@@ -245,16 +136,15 @@ class Lowering:
         self.alias(n)
 
     HANDLERS = {
-        "Conv": conv, "Gemm": dense, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
-        "LRN": lrn, "Add": add_op, "Sub": add_op, "Mul": add_op, "Div": add_op, "Concat": concat,
         "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Relu": activation, "LeakyRelu": activation,
         "Clip": activation, "Transpose": transpose, "Softmax": softmax_op,
     }
 
     # -- driver ----------------------------------------------------------------
     def lower_node(self, n: Node) -> None:
-        if n.domain == INTERNAL and is_affine(n):
-            return self.affine(n)
+        op = ops.onnx_handlers(INTERNAL).get((n.domain, n.op))
+        if op is not None:
+            return op.from_onnx(self, n)
         if n.domain:
             raise Unsupported(f"custom domain {n.domain!r} is not supported")
         handler = self.HANDLERS.get(n.op)

@@ -10,12 +10,12 @@ from .arch import GENERATED, PIPECNN, Arch
 from .boards import DEFAULT_BOARD, Board, list_boards, load_board
 from .config import HwConfig, KNOBS, check_config, default_config, legal_values, load_config
 from .estimate import Estimate, LayerEstimate, estimate
-from .geometry import prepare
+from ..ops.lowering import lower
 from .widths import DataWidths, widths_from_formats
 
 __all__ = [
     "Arch", "GENERATED", "PIPECNN",
     "DEFAULT_BOARD", "Board", "list_boards", "load_board",
     "HwConfig", "KNOBS", "check_config", "default_config", "legal_values", "load_config",
-    "Estimate", "LayerEstimate", "estimate", "prepare", "DataWidths", "widths_from_formats",
+    "Estimate", "LayerEstimate", "estimate", "lower", "DataWidths", "widths_from_formats",
 ]

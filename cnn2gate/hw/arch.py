@@ -1,22 +1,27 @@
 """Which accelerator the cost models describe.
 
 `GENERATED` is what `cnn2gate compile` emits (docs/architecture.md, templates/device):
-single window and weight buffers (loads stall the stream), depth-64 channels, separate
-pool/LRN/eltwise/depthwise kernels over external memory, only the kernels the model
+single window and weight buffers (loads stall the stream), depth-64 channels, one
+kernel over external memory for each other operator, only the kernels the model
 needs, and feature maps read and written one data_t element per unrolled lane
 (`in[act_index(...)]`), which the compiler turns into one narrow LSU per element.
 
 `PIPECNN` is PipeCNN as published (FPT 2017 and its 2018 sources): a ping-pong window
 buffer (window loads overlap the stream), depth-0 channels, max pooling in the conv
 stream with LANE_NUM-wide line buffers, an NDRange memWrite whose work-group of
-LANE_NUM work-items stores one lane per cycle, and every kernel compiled whatever the
-model.
+LANE_NUM work-items stores one lane per cycle, and its fixed kernel set compiled
+whatever the model (other operators are priced on the kernels it has).
 It exists so the same equations can be checked against PipeCNN's measured designs
 (benchmarks/model_validation.py); estimates for users always use GENERATED.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: most inputs of one eltwise (add) kernel call: its in/off/lsh argument groups and the host's arrays
+ADD_MAX_INPUTS = 4
+#: depth of the generated design's data/weight/output channels (emulation may deepen them)
+CHANNEL_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -25,14 +30,20 @@ class Arch:
     window_buffers: int  # 1: window loads stall the stream; 2: ping-pong, loads overlap
     channel_depth: int  # depth of data/weight/output channels (0: registers only)
     pool_in_stream: bool  # max pooling fused into the conv output stream (no own pass)
-    depthwise_kernel: bool  # depthwise conv (multiplier 1) on its own V-lane kernel
-    all_kernels: bool  # every kernel is compiled whether or not the model uses it
+    fixed_kernels: tuple[str, ...]  # kernels compiled whatever the model (empty: those the model uses)
     write_lane_serial: bool = False  # memWrite stores one lane per cycle (NDRange, local size LANE_NUM)
     scalar_ports: bool = False  # tensors accessed element by element in unrolled loops (one LSU each)
     pool_line_depth: int = 0  # fixed pooling line-buffer depth (0: sized from the model)
 
+    def has_kernel(self, kernel: str) -> bool:
+        """Whether the architecture has `kernel` at all (an operator without one falls back)."""
+        return not self.fixed_kernels or kernel in self.fixed_kernels
 
-GENERATED = Arch("generated", window_buffers=1, channel_depth=64, pool_in_stream=False,
-                 depthwise_kernel=True, all_kernels=False, scalar_ports=True)
+
+#: PipeCNN's kernel set: the convolution chain, its pooling and normalisation kernels
+PIPECNN_KERNELS = ("mem_read", "conv_core", "mem_write", "pool", "lrn")
+
+GENERATED = Arch("generated", window_buffers=1, channel_depth=CHANNEL_DEPTH, pool_in_stream=False,
+                 fixed_kernels=(), scalar_ports=True)
 PIPECNN = Arch("pipecnn", window_buffers=2, channel_depth=0, pool_in_stream=True,
-               depthwise_kernel=False, all_kernels=True, write_lane_serial=True, pool_line_depth=224)
+               fixed_kernels=PIPECNN_KERNELS, write_lane_serial=True, pool_line_depth=224)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from ..ir.layers import Conv, Dense, Graph
+from ..ir.layers import Graph
+from .. import ops  # read at call time: the operators' modules import hw
 from .boards import Board, load_board
 
 VEC_RANGE = (1, 64)
@@ -117,18 +118,13 @@ def load_config(path_or_dict: str | Path | Mapping | HwConfig | None, board: Boa
         raise ConfigError(str(err).replace("hardware config", where, 1)) from None
 
 
-#: most inputs one element-wise add kernel call takes (docs/architecture.md)
-ADD_MAX_INPUTS = 4
-
-
 def check_config(graph: Graph, config: HwConfig) -> None:
     """Raise ConfigError when `graph` cannot run on the architecture with `config`."""
     if not isinstance(config, HwConfig):
         raise ConfigError(f"hardware config: expected an HwConfig, got {type(config).__name__}")
-    for layer in graph.layers:
-        if layer.kind == "add" and len(layer.inputs) > ADD_MAX_INPUTS:
-            raise ConfigError(f"layer {layer.name}: an add of {len(layer.inputs)} inputs exceeds the eltwise "
-                              f"kernel's {ADD_MAX_INPUTS}")
+    problems = ops.lowering.limits(graph)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _pow2_at_least(n: int) -> int:
@@ -148,17 +144,16 @@ def legal_values(graph: Graph, board: Board | str) -> dict[str, list]:
     (max 16); fc_batch: powers of two up to 16 when the model has dense layers.
     """
     board = load_board(board)
-    mac = [layer for layer in graph.layers if isinstance(layer, (Conv, Dense))]
-    cg = max((int(layer.weight.shape[1]) if isinstance(layer, Conv) else int(layer.in_shape[0]) for layer in mac),
-             default=1)
-    mg = max((layer.out_channels // (layer.groups if isinstance(layer, Conv) else 1) for layer in mac), default=1)
-    ow = max((int(layer.out_shape[2]) for layer in mac if isinstance(layer, Conv)), default=1)
+    extents = [e for k in ops.lowering.lower(graph).layers if (e := k.op.parallel_extent(k)) is not None]
+    cg = max((e[0] for e in extents), default=1)
+    mg = max((e[1] for e in extents), default=1)
+    ow = max((e[2] for e in extents), default=1)
     vec_cap = min(VEC_RANGE[1], _pow2_at_least(cg))
     vecs = [v for v in (1, 2, 4, 8, 16, 32, 64) if v <= vec_cap]
     dsp_free = board.dsp_blocks - board.bsp_overhead["dsp_blocks"]
     lane_cap = min(LANE_RANGE[1], _pow2_at_least(mg), dsp_free * board.dot_packing(8))
     lanes = [n for n in range(1, lane_cap + 1) if n & (n - 1) == 0 or n % 8 == 0]
-    has_dense = any(isinstance(layer, Dense) for layer in graph.layers)
+    has_dense = any(k.op.batched for k in ops.lowering.lower(graph).layers)
     return {
         "vec_size": vecs,
         "lane_num": lanes,

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ir.layers import Graph
+from ..ops.lowering import lower
 from .arch import GENERATED, Arch
 from .boards import Board, load_board
 from .config import HwConfig, check_config, default_config, load_config
-from .geometry import prepare
 from .latency import DRAM_EFFICIENCY, LayerCost, layer_costs
 from .resources import Resources, estimate_resources
 from .widths import DataWidths, widths_from_formats
@@ -113,12 +113,12 @@ def estimate(graph: Graph, board: Board | str = "a10", config: HwConfig | dict |
         config = load_config(config, board)
     if check:
         check_config(graph, config)
-    geom = prepare(graph)
+    lowered = lower(graph)
     widths = widths_from_formats(formats)
     fmax = float(config.fmax_mhz or board.fmax_mhz)
-    costs = layer_costs(geom, config, widths, board.mem_bandwidth_gbs, fmax, arch)
+    costs = layer_costs(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch)
     layers = tuple(_layer(c, fmax) for c in costs)
     total_ms = sum(layer.ms for layer in layers)
-    gops = 2.0 * geom.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
-    resources = estimate_resources(geom, config, widths, board, arch)
+    gops = 2.0 * lowered.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
+    resources = estimate_resources(lowered, config, widths, board, arch)
     return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name)

@@ -1,4 +1,2 @@
-"""Layer IR: typed layers in a DAG, plus a float reference executor."""
-from .layers import (  # noqa: F401
-    ACTIVATIONS, GRAPH_INPUT, LAYER_KINDS, LRN, Add, Concat, Conv, Dense, Graph, Layer, Pool, Shape,
-)
+"""Layer IR: the layer base and the graph DAG (kinds: cnn2gate/ops/), plus a float reference executor."""
+from .layers import ACTIVATIONS, GRAPH_INPUT, Graph, Layer, Shape  # noqa: F401

@@ -1,8 +1,8 @@
-"""The layer IR: one small dataclass per layer kind.
+"""The layer IR: the `Layer` base and the `Graph` DAG.
 
 Shapes never include the batch dimension: feature maps are (C, H, W), vectors (N,).
-Every layer knows its shape rule, parameter count and MAC count; the float
-reference lives in `cnn2gate/ir/reference.py`, the integer one in `cnn2gate/sim/`.
+Each layer kind is a small dataclass defined by its operator module in cnn2gate/ops/,
+with its shape rule, parameter count and MAC count beside everything else about it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import numpy as np
 Shape = tuple[int, ...]
 
 ACTIVATIONS = ("none", "relu", "relu6", "leaky")
-POOL_MODES = ("max", "avg", "global_avg")
 
 #: Name of the graph input as a producer in `Layer.inputs`.
 GRAPH_INPUT = "input"
@@ -54,146 +53,6 @@ class Layer:
 
     def infer_shape(self) -> Shape:
         raise NotImplementedError
-
-
-@dataclass(eq=False, kw_only=True)
-class Conv(Layer):
-    weight: np.ndarray  # (M, C/groups, kh, kw)
-    bias: np.ndarray  # (M,)
-    stride: tuple[int, int] = (1, 1)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-    kind: ClassVar[str] = "conv"
-    has_weights: ClassVar[bool] = True
-
-    @property
-    def kernel(self) -> tuple[int, int]:
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def depthwise(self) -> bool:
-        return self.groups > 1 and self.groups == self.in_shape[0] and self.weight.shape[1] == 1
-
-    def infer_shape(self) -> Shape:
-        c, h, w = self.in_shape
-        kh, kw = self.kernel
-        oh = conv_out_size(h, kh, self.stride[0], self.pads[0], self.pads[2], self.dilation[0])
-        ow = conv_out_size(w, kw, self.stride[1], self.pads[1], self.pads[3], self.dilation[1])
-        return (self.out_channels, oh, ow)
-
-    def params(self) -> int:
-        return int(self.weight.size + self.bias.size)
-
-    def macs(self) -> int:
-        m, cg, kh, kw = self.weight.shape
-        _, oh, ow = self.out_shape
-        return int(m * cg * kh * kw * oh * ow)
-
-
-@dataclass(eq=False, kw_only=True)
-class Dense(Layer):
-    """Fully connected layer; a (C, H, W) input is flattened in C-major (NCHW) order."""
-
-    weight: np.ndarray  # (M, K)
-    bias: np.ndarray  # (M,)
-
-    kind: ClassVar[str] = "dense"
-    has_weights: ClassVar[bool] = True
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.weight.shape[0])
-
-    def infer_shape(self) -> Shape:
-        return (self.out_channels,)
-
-    def params(self) -> int:
-        return int(self.weight.size + self.bias.size)
-
-    def macs(self) -> int:
-        return int(self.weight.size)
-
-
-@dataclass(eq=False, kw_only=True)
-class Pool(Layer):
-    mode: str  # max | avg | global_avg
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-    count_include_pad: bool = False  # avg only: divide by the full window, padding included
-
-    kind: ClassVar[str] = "pool"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.mode not in POOL_MODES:
-            raise ValueError(f"layer {self.name}: unknown pool mode {self.mode!r}")
-
-    def infer_shape(self) -> Shape:
-        c, h, w = self.in_shape
-        if self.mode == "global_avg":
-            return (c, 1, 1)
-        kh, kw = self.kernel
-        return (
-            c,
-            conv_out_size(h, kh, self.stride[0], self.pads[0], self.pads[2]),
-            conv_out_size(w, kw, self.stride[1], self.pads[1], self.pads[3]),
-        )
-
-    def window(self) -> tuple[int, int]:
-        return (self.in_shape[1], self.in_shape[2]) if self.mode == "global_avg" else self.kernel
-
-
-@dataclass(eq=False, kw_only=True)
-class LRN(Layer):
-    """Local response normalisation across channels (ONNX LRN semantics)."""
-
-    size: int
-    lrn_alpha: float = 1e-4
-    beta: float = 0.75
-    bias: float = 1.0
-
-    kind: ClassVar[str] = "lrn"
-
-    def infer_shape(self) -> Shape:
-        return self.in_shape
-
-
-@dataclass(eq=False, kw_only=True)
-class Add(Layer):
-    """Element-wise sum of two or more inputs of equal shape (residual connections)."""
-
-    kind: ClassVar[str] = "add"
-
-    def infer_shape(self) -> Shape:
-        first = self.in_shapes[0]
-        for s in self.in_shapes[1:]:
-            if tuple(s) != tuple(first):
-                raise ValueError(f"layer {self.name}: add inputs have different shapes {self.in_shapes}")
-        return first
-
-
-@dataclass(eq=False, kw_only=True)
-class Concat(Layer):
-    """Channel concatenation of feature maps (inception/dense blocks)."""
-
-    kind: ClassVar[str] = "concat"
-
-    def infer_shape(self) -> Shape:
-        _, h, w = self.in_shapes[0]
-        for s in self.in_shapes[1:]:
-            if tuple(s[1:]) != (h, w):
-                raise ValueError(f"layer {self.name}: concat inputs differ in spatial size {self.in_shapes}")
-        return (sum(s[0] for s in self.in_shapes), h, w)
-
-
-LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Conv, Dense, Pool, LRN, Add, Concat)}
 
 
 @dataclass(eq=False)

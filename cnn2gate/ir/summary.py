@@ -1,6 +1,7 @@
 """Per-layer summary of a graph (the `inspect` command's content)."""
 from __future__ import annotations
 
+from .. import ops
 from .layers import Graph
 
 
@@ -31,23 +32,8 @@ def summarize(graph: Graph) -> dict:
 
 
 def describe(layer) -> str:
-    """Short human description: kernel/stride/groups for conv, mode for pooling."""
-    kind = layer.kind
-    if kind == "conv":
-        kh, kw = layer.kernel
-        text = f"{kh}x{kw}/{layer.stride[0]}"
-        if layer.depthwise:
-            text += " dw"
-        elif layer.groups > 1:
-            text += f" g{layer.groups}"
-        return text
-    if kind == "pool":
-        if layer.mode == "global_avg":
-            return "global avg"
-        return f"{layer.mode} {layer.kernel[0]}x{layer.kernel[1]}/{layer.stride[0]}"
-    if kind == "lrn":
-        return f"size {layer.size}"
-    return ""
+    """Short human description (kernel/stride/groups, mode, ...): the operator's own words."""
+    return ops.op_for(layer).describe(layer)
 
 
 def format_table(rows: list[list[str]], headers: list[str]) -> str:

@@ -33,11 +33,3 @@ def valid_counts(shape_hw, kernel, stride, pads) -> np.ndarray:
     """Number of non-padding elements under each pooling window, shape (OH, OW)."""
     ones = np.ones((1, 1) + tuple(shape_hw), dtype=np.int64)
     return patches(ones, kernel, stride, pads).sum(axis=(-1, -2))[0, 0]
-
-
-def lrn_window(channels: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, the first and one-past-last channel of its LRN window (ONNX rule)."""
-    c = np.arange(channels)
-    lo = np.maximum(0, c - (size - 1) // 2)
-    hi = np.minimum(channels, c + (size - 1) - (size - 1) // 2 + 1)
-    return lo, hi

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from .. import ops
+from ..batch import as_batch
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
 from . import fixedpoint as fx
@@ -92,7 +94,7 @@ def collect(graph: Graph, calib: np.ndarray) -> tuple[dict[str, float], dict[str
 
 
 class _Groups:
-    """Union-find over tensor names that must share one format (concat inputs, max-pool in/out)."""
+    """Union-find over tensor names that must share one format (an operator's `tied_inputs`)."""
 
     def __init__(self):
         self.parent: dict[str, str] = {}
@@ -112,11 +114,8 @@ def tied_tensors(graph: Graph) -> _Groups:
     groups = _Groups()
     for layer in graph.layers:
         groups.find(layer.name)
-        if layer.kind == "concat":
-            for src in layer.inputs:
-                groups.union(src, layer.name)
-        elif layer.kind == "pool" and layer.mode == "max":
-            groups.union(layer.inputs[0], layer.name)
+        for i in ops.op_for(layer).tied_inputs(layer):
+            groups.union(layer.inputs[i], layer.name)
     groups.find(GRAPH_INPUT)
     return groups
 
@@ -133,9 +132,7 @@ def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int) -> 
     if calib is None:
         calib = synthetic_calibration(graph)
         source = dict(SYNTHETIC)
-    calib = np.asarray(calib, dtype=np.float64)
-    if calib.ndim == len(graph.input_shape):
-        calib = calib[None]
+    calib = as_batch(graph, calib, "calibration data", error=ValueError, strict=False)
     source["samples"] = int(calib.shape[0])
     max_abs, samples = collect(graph, calib)
 

@@ -13,10 +13,9 @@ import numpy as np
 from .formats import QFormat
 
 ACC_BITS = 32
-#: fractional bits of the LeakyReLU slope, the average-pool multiplier and the LRN table
+#: fractional bits of every multiplier table and factor (LeakyReLU slope, average-pool
+#: reciprocals, normalisation factors)
 MUL_FRAC = 16
-LRN_TABLE_SIZE = 32 * 44  # indices 0..1407, see lrn_index
-_LRN_MAX_EXP = 47
 
 
 def value_range(bits: int) -> tuple[int, int]:
@@ -140,49 +139,6 @@ def avg_multiplier(n):
 
 def conv_shift(in_frac: int, w_frac: int, out_frac: int) -> int:
     return in_frac + w_frac - out_frac
-
-
-def _ilog2(v: np.ndarray) -> np.ndarray:
-    """floor(log2 v) for 1 <= v < 2^53, exact (frexp of an exactly representable integer)."""
-    _, e = np.frexp(v.astype(np.float64))
-    return e.astype(np.int64) - 1
-
-
-def lrn_index(ss):
-    """Table index of a sum of squares: exact below 32, else top-6-bit segmentation."""
-    scalar = isinstance(ss, (int, np.integer))
-    ss = np.asarray(ss, dtype=np.int64)
-    if ss.size and (ss.min() < 0 or ss.max() >= 1 << (_LRN_MAX_EXP + 1)):
-        raise OverflowError("LRN sum of squares outside [0, 2^48)")
-    big = ss >= 32
-    e = _ilog2(np.where(big, ss, 32))
-    idx = np.where(big, 32 * (e - 4) + ((ss >> (e - 5)) & 31), ss)
-    return int(idx) if scalar else idx
-
-
-def lrn_centres() -> np.ndarray:
-    """The sum of squares each LRN table entry stands for (centre of its integer range)."""
-    idx = np.arange(LRN_TABLE_SIZE)
-    c = idx.astype(np.float64)
-    e = idx // 32 + 4
-    m = idx % 32
-    step = np.ldexp(1.0, e - 5)
-    seg = (32 + m) * step + (step - 1) / 2
-    return np.where(idx < 32, c, seg)
-
-
-def lrn_table(layer, in_fmt: QFormat) -> np.ndarray:
-    """LUT[idx] = 2^16 * (k + alpha/size * c * 2^(-2 in_frac))^(-beta), rounded, capped at 2^31-1 (int64)."""
-    c = lrn_centres()
-    base = layer.bias + layer.lrn_alpha / layer.size * np.ldexp(c, -2 * in_fmt.frac)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        f = np.floor(np.ldexp(np.power(base, -layer.beta), MUL_FRAC) + 0.5)
-    f = np.where(np.isnan(f), (1 << 31) - 1, f)
-    return np.clip(f, -(1 << 31), (1 << 31) - 1).astype(np.int64)
-
-
-def lrn_shift(in_fmt: QFormat, out_fmt: QFormat) -> int:
-    return MUL_FRAC + in_fmt.frac - out_fmt.frac
 
 
 def avg_shift(in_fmt: QFormat, out_fmt: QFormat) -> int:

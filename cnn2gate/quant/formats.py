@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_file_atomic
+from .. import ops
 from ..errors import FormatsError
 from ..ir.layers import GRAPH_INPUT, Graph, Layer
+from ..jsonutil import to_jsonable
 
 MIN_BITS, MAX_BITS = 2, 16
 MAX_ABS_FRAC = 64
@@ -113,18 +115,8 @@ _FORMAT_KEYS = {"w_bits", "w_frac", "a_bits", "a_frac"}
 
 def write_json_atomic(path, doc) -> None:
     """Complete or not at all (cnn2gate.atomic); OutputError naming `path` on failure."""
-    text = json.dumps(doc, indent=2, default=_json_default) + "\n"
+    text = json.dumps(doc, indent=2, default=to_jsonable) + "\n"
     write_file_atomic(path, text, "formats file")
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
 def _qformat(bits, frac, source: str, where: str) -> QFormat:
@@ -190,12 +182,9 @@ def validate(fm: Formats, graph: Graph, source: str = "formats") -> None:
         if not layer.has_weights and lf.weight is not None:
             raise FormatsError(f"{where}: a {layer.kind} layer has no weights")
         ins = in_formats(fm, graph, layer)
-        if layer.kind == "concat":
-            bad = [f"{src} {f}" for src, f in zip(layer.inputs, ins) if f != lf.out]
-            if bad:
-                raise FormatsError(f"{where}: concat inputs must all be in the output format {lf.out}; got {', '.join(bad)}")
-        if layer.kind == "pool" and layer.mode == "max" and ins[0] != lf.out:
-            raise FormatsError(f"{where}: a max pool keeps its input format {ins[0]}, got {lf.out}")
+        why = ops.op_for(layer).tie_violation(layer, ins, lf.out)
+        if why:
+            raise FormatsError(f"{where}: {why}")
         if layer.has_weights:
             _check_weights(layer, lf.weight, where)
         _check_range(lf.stats.get("max_abs"), lf.out, f"{where}: output")
@@ -237,7 +226,7 @@ def from_pipecnn(table, graph: Graph, source: str = "formats") -> Formats:
     """Import a PipeCNN precision table: rows [frac_w, frac_din, frac_dout] per conv/dense layer, 8 bits.
 
     Layers without weights keep their input's format, except that a layer whose
-    weight-layer consumers all expect another frac_din (PipeCNN's LRN re-scales
+    weight-layer consumers all expect another frac_din (PipeCNN's normalisation layer re-scales
     its output) takes that format. Each row's frac_din must match the format
     its layer actually receives.
     """
@@ -260,7 +249,7 @@ def from_pipecnn(table, graph: Graph, source: str = "formats") -> Formats:
             continue
         out = fm.out(layer.inputs[0])
         wanted = {rows[c.name][1] for c in graph.consumers(layer.name) if c.has_weights}
-        if len(wanted) == 1 and not (layer.kind == "pool" and layer.mode == "max"):
+        if len(wanted) == 1 and not ops.op_for(layer).tied_inputs(layer):
             out = _qformat(8, wanted.pop(), source, f"layer {layer.name}")
         fm.layers[layer.name] = LayerFormat(out)
     for layer in weighted:

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import ops
 from ..ir.layers import Graph, Layer
-from ..ir.windows import valid_counts
 from . import fixedpoint as fx
 from .formats import Formats, QFormat, validate
 
@@ -16,10 +16,10 @@ class QLayer:
     """What one layer needs at run time, all integers.
 
     shift: the right shift of the shared requant step (negative = left shift).
-    Conv/dense: weight (int64, same shape as the float weights), bias (int64 at
-    accumulator scale in_frac + w_frac, saturated to 32 bits), acc_bound (worst-case |acc|).
-    Avg pool: divisor and multiplier per output position (OH, OW).
-    LRN: lut (1408 int64 entries). Add: in_shifts (left shifts onto the common frac).
+    Each operator's `quant_params` (cnn2gate/ops/) fills what its kind uses: weights
+    (int64, same shape as the float weights), bias (int64 at accumulator scale,
+    saturated to 32 bits) and acc_bound (worst-case |acc|); per-position divisor and
+    multiplier; a lookup table; in_shifts (left shifts onto a common fraction).
     """
 
     layer: Layer
@@ -82,38 +82,5 @@ def _qlayer(layer: Layer, out: QFormat, ins: list[QFormat], wfmt: QFormat | None
         q.alpha_q = fx.leaky_alpha_q(layer.alpha)
     if layer.act == "relu6":
         q.six_q = fx.relu6_limit(out)
-    kind = layer.kind
-    if layer.has_weights:
-        w = np.asarray(layer.weight, dtype=np.float64)
-        q.weight = fx.quantize_tensor(w, wfmt)
-        scaled = np.floor(np.ldexp(w, wfmt.frac) + 0.5)
-        q.weight_saturated = int(np.count_nonzero((scaled < wfmt.lo) | (scaled > wfmt.hi)))
-        acc_frac = ins[0].frac + wfmt.frac
-        q.bias, q.bias_saturated = fx.quantize_bias(layer.bias, acc_frac)
-        q.shift = fx.conv_shift(ins[0].frac, wfmt.frac, out.frac)
-        xmax = 1 << (ins[0].bits - 1)
-        per_out = np.abs(q.weight).reshape(q.weight.shape[0], -1).sum(axis=1) * xmax + np.abs(q.bias)
-        q.acc_bound = int(per_out.max()) if per_out.size else 0
-    elif kind == "pool":
-        if layer.mode == "max":
-            q.shift = ins[0].frac - out.frac  # 0: validated formats keep the input format
-        else:
-            if layer.mode == "global_avg":
-                n = np.full((1, 1), layer.in_shape[1] * layer.in_shape[2], dtype=np.int64)
-            elif layer.count_include_pad:
-                n = np.full(layer.out_shape[1:], layer.kernel[0] * layer.kernel[1], dtype=np.int64)
-            else:
-                n = valid_counts(layer.in_shape[1:], layer.kernel, layer.stride, layer.pads).astype(np.int64)
-            q.divisor = n
-            q.multiplier = fx.avg_multiplier(n)
-            q.shift = fx.avg_shift(ins[0], out)
-    elif kind == "lrn":
-        q.lut = fx.lrn_table(layer, ins[0])
-        q.shift = fx.lrn_shift(ins[0], out)
-    elif kind == "add":
-        q.in_shifts, q.shift = fx.add_shifts(ins, out)
-    elif kind == "concat":
-        q.shift = 0
-    else:
-        raise ValueError(f"layer {layer.name}: no integer rule for kind {kind!r}")
+    ops.op_for(layer).quant_params(q, ins, wfmt)
     return q

@@ -1,6 +1,6 @@
 """The facts contract: small JSON files that commands leave under `<folder>/facts/`.
 
-`compile`, `estimate`, `explore` and `emulate` each record what they learned as one
+`compile`, `explore` and `emulate` each record what they learned as one
 file per topic; `cnn2gate report` reads whatever is there and renders it. The files,
 their required keys and their meaning are documented in docs/report.md; the table
 `FACTS` below is the single place in code that names them.
@@ -12,13 +12,13 @@ reader never sees half a file and two identical runs leave identical bytes.
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import replace_file
 from ..errors import Cnn2GateError
+from ..jsonutil import to_jsonable
 
 #: sub-folder of a project or explore folder that holds the facts
 FACTS_DIR = "facts"
@@ -85,26 +85,10 @@ def _check_name(name: str) -> str:
     return stem
 
 
-def _plain(value):
-    """Turn numpy scalars/arrays, tuples and paths into JSON values; non-finite floats into null."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy scalar or array
-        return _plain(value.tolist())
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
 def dumps(obj) -> str:
     """The deterministic JSON text used for facts and report.json."""
-    return json.dumps(_plain(obj), sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    doc = to_jsonable(obj, nan_to_null=True)
+    return json.dumps(doc, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 def write_fact(folder: str | os.PathLike, name: str, obj) -> Path:
@@ -125,30 +109,12 @@ def write_fact(folder: str | os.PathLike, name: str, obj) -> Path:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write through cnn2gate.atomic; a ReportError naming the final path on failure."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        replace_file(path, text, sync=True)
     except OSError as err:
         raise ReportError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise ReportError(f"cannot write {path}: {err.strerror or err}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_facts(folder: str | os.PathLike) -> dict[str, object]:
@@ -164,7 +130,7 @@ def read_facts(folder: str | os.PathLike) -> dict[str, object]:
     if not fact_path(root, "model").is_file():
         raise ReportError(
             f"{root}: no {FACTS_DIR}/model.json, so there is nothing to report "
-            "(run compile, estimate or explore with -o into this folder first)")
+            "(run compile or explore with -o into this folder first)")
     facts = {}
     for name in FACTS:
         path = facts_dir / f"{name}.json"

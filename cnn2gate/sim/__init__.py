@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..batch import as_batch
 from ..errors import AccumulatorOverflow
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
@@ -82,15 +83,6 @@ def _as_qgraph(graph: Graph, formats) -> QuantizedGraph:
     return quantize_params(graph, formats)
 
 
-def _batch(graph: Graph, x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == len(graph.input_shape):
-        x = x[None]
-    if tuple(x.shape[1:]) != tuple(graph.input_shape):
-        raise ValueError(f"input shape {x.shape[1:]} does not match the model's {graph.input_shape}")
-    return x
-
-
 def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bool = True,
              keep: str = "all") -> SimResult:
     """Run the integer design on a float batch x (N, C, H, W); the input is quantised first.
@@ -102,7 +94,7 @@ def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bo
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     qg = _as_qgraph(graph, formats)
-    x = _batch(graph, x)
+    x = as_batch(graph, x, error=ValueError, strict=False)
     input_int = fx.quantize_tensor(x, qg.formats.input)
     run = fast.run_layer if path == "fast" else reference.run_layer
     values: dict[str, np.ndarray] = {GRAPH_INPUT: input_int if path == "reference" else input_int.astype(np.float32)}
@@ -155,7 +147,7 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
 def report(graph: Graph, formats, x, *, path: str = "fast") -> list[dict]:
     """Per layer: output format, SQNR of the simulated output vs the float executor (dB),
     saturation counts and accumulator bits (actual and worst case)."""
-    x = _batch(graph, x)
+    x = as_batch(graph, x, error=ValueError, strict=False)
     res = simulate(graph, formats, x, path=path, check_overflow=False)
     ref = float_ref.execute(graph, x)
     rows = []

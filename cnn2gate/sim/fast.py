@@ -33,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..ir.windows import pad_nchw, patches
+from .. import ops
 from ..quant import fixedpoint as fx
 from ..quant.params import QLayer
 from . import ort_conv, reference
@@ -110,7 +111,7 @@ def _plans(q: QLayer) -> list[GemmPlan]:
     plans = q.cache.get("plans")
     if plans is None:
         m = q.weight.shape[0]
-        g = q.layer.groups if q.kind == "conv" else 1
+        g = getattr(q.layer, "groups", 1)
         mg = m // g
         xmax = 1 << (q.in_fmts[0].bits - 1)
         wm = q.weight.reshape(m, -1)
@@ -345,7 +346,7 @@ def conv(q: QLayer, x: np.ndarray):
     plans = _plans(q)
     mg = m // layer.groups
     if cg == 1 and all(len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans):
-        return _finish(q, _depthwise(q, x, plans), plans)
+        return _finish(q, _one_channel_groups(q, x, plans), plans)
     if m and oh * ow and all(p.fused and p.dtype == np.float32 for p in plans):
         return _finish(q, ort_conv.conv(q, x, plans, max(1, _blas_threads())), plans)
     if layer.groups == 1 and plans[0].fused and m and oh * ow:
@@ -370,8 +371,9 @@ def conv(q: QLayer, x: np.ndarray):
     return _finish(q, acc.reshape((n, m, oh, ow)), plans)
 
 
-def _depthwise(q: QLayer, x: np.ndarray, plans: list[GemmPlan]) -> np.ndarray:
-    """One input channel per group: multiply-add over the window taps, all channels at once.
+def _one_channel_groups(q: QLayer, x: np.ndarray, plans: list[GemmPlan]) -> np.ndarray:
+    """One input channel per group (channel-wise convolutions): multiply-add over the window
+    taps, all channels at once.
     Every partial sum is bias + a subset of the products, so the plan's bound keeps it exact."""
     layer = q.layer
     m, _, kh, kw = q.weight.shape
@@ -574,20 +576,15 @@ def add(q: QLayer, *xs: np.ndarray):
 
 
 def run_layer(q: QLayer, *xs: np.ndarray):
-    """(y as float32 integers, accumulator info) for one layer."""
-    kind = q.kind
-    if kind == "conv":
-        return conv(q, _f32(xs[0]))
-    if kind == "dense":
-        return dense(q, _f32(xs[0]))
-    if kind == "pool" and q.layer.mode == "max" and q.act != "leaky":
-        return max_pool(q, _f32(xs[0]))
-    if kind == "add":
-        return add(q, *(_f32(x) for x in xs))
-    # The remaining kinds are memory-bound: the int64 reference is fast enough.
+    """(y as float32 integers, accumulator info) for one layer: its operator's fast path,
+    else the int64 reference (memory-bound kinds are fast enough there)."""
+    res = ops.op_for(q.layer).fast(q, *xs)
+    if res is not None:
+        return res
     y, acc = reference.run_kernel(q, *(np.asarray(x).astype(np.int64) for x in xs))
     return y.astype(np.float32), reference.acc_info(q, acc)
 
 
-def _f32(x: np.ndarray) -> np.ndarray:
+def f32(x: np.ndarray) -> np.ndarray:
+    """Activations as float32 arrays of exact integers (the fast path's representation)."""
     return x if x.dtype == np.float32 else x.astype(np.float32)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 
+from ... import ops
 from ..wgraph import Node, WGraph
 from .affine import is_affine
 from .base import Rule, const_of
 from .canonical import is_dense
 
 #: ONNX ops (after the other passes) that become an IR layer able to carry an activation.
-LAYER_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat", "LRN"}
+LAYER_OPS = {t for op in ops.OPS for t in op.fusing_types}
 
 
 def clip_bounds(g: WGraph, n: Node):

@@ -3,7 +3,7 @@
 Each becomes an internal ChannelAffine node (y = x·scale + shift along the channel
 axis); consecutive ones merge, and one right after a Conv or dense layer that
 nothing else reads folds into its weights and bias. Whatever is left on a feature
-map is lowered to a depthwise 1x1 convolution, which represents it exactly.
+map is lowered to a 1x1 convolution with one group per channel, which represents it exactly.
 """
 from __future__ import annotations
 

@@ -1,0 +1,344 @@
+"""Convolution (plain and grouped) on the mem_read -> conv_core -> mem_write chain.
+
+The chain (templates/device/conv.cl.j2, docs/architecture.md): for every group g and
+LANE_NUM block, mem_read loads kh*kw*CV weight vectors, then for every output row and
+x-group of CONV_GP_SIZE_X columns a window of kh*WW*CV input vectors, and streams
+OH*OW*kh*kw*CV dot-product steps. Each phase runs at one vector per cycle or at the
+DRAM rate, whichever is slower. With single buffers the window loads stall the
+stream; with a ping-pong buffer (PipeCNN) they overlap it. PipeCNN's NDRange memWrite
+stores one lane per cycle, LANE_NUM cycles per output item (per pooled item when a
+max pool runs in the stream). Dense layers (ops/dense.py) run on the same chain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..hw import cycles
+from ..hw import resources as R
+from ..ir.layers import Graph, Layer, Shape, conv_out_size
+from ..ir.windows import pad_nchw, patch_matrix, patches
+from ..quant import fixedpoint as fx
+from . import kernel_args as K
+from .base import KernelLayer, Op, Unsupported, ceil_div, ceil_to, chw, int32
+
+CHAIN = ("mem_read", "conv_core", "mem_write")
+GEOMETRY_FIELDS = ("k_h", "k_w", "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l")
+
+
+@dataclass(eq=False, kw_only=True)
+class Conv(Layer):
+    weight: np.ndarray  # (M, C/groups, kh, kw)
+    bias: np.ndarray  # (M,)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    kind: ClassVar[str] = "conv"
+    has_weights: ClassVar[bool] = True
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_shape[0] and self.weight.shape[1] == 1
+
+    def infer_shape(self) -> Shape:
+        c, h, w = self.in_shape
+        kh, kw = self.kernel
+        oh = conv_out_size(h, kh, self.stride[0], self.pads[0], self.pads[2], self.dilation[0])
+        ow = conv_out_size(w, kw, self.stride[1], self.pads[1], self.pads[3], self.dilation[1])
+        return (self.out_channels, oh, ow)
+
+    def params(self) -> int:
+        return int(self.weight.size + self.bias.size)
+
+    def macs(self) -> int:
+        m, cg, kh, kw = self.weight.shape
+        _, oh, ow = self.out_shape
+        return int(m * cg * kh * kw * oh * ow)
+
+
+# ---- references ---------------------------------------------------------------------
+
+
+def float_conv(layer: Conv, x: np.ndarray) -> np.ndarray:
+    n = x.shape[0]
+    m, cg, kh, kw = layer.weight.shape
+    _, oh, ow = layer.out_shape
+    g = layer.groups
+    mg = m // g
+    x = np.asarray(x, dtype=np.float64)
+    w = layer.weight.astype(np.float64, copy=False)
+    bias = layer.bias.astype(np.float64, copy=False)
+    if g == 1:
+        # im2col + one GEMM: (N*OH*OW, C*kh*kw) @ (C*kh*kw, M)
+        cols = patch_matrix(x, (kh, kw), layer.stride, layer.pads, layer.dilation)
+        out = cols @ w.reshape(m, -1).T
+        del cols
+        out += bias
+        return out.reshape(n, oh * ow, m).transpose(0, 2, 1).reshape(n, m, oh, ow)
+    v = patches(x, (kh, kw), layer.stride, layer.pads, layer.dilation)  # (N, C, OH, OW, kh, kw) view
+    if cg == 1 and mg == 1:
+        # one input channel per output channel: one multiply-add per tap
+        out = np.zeros((n, m, oh, ow), dtype=np.float64)
+        for ky in range(kh):
+            for kx in range(kw):
+                out += v[:, :, :, :, ky, kx] * w[:, 0, ky, kx][:, None, None]
+        out += bias[:, None, None]
+        return out
+    # general grouped conv: one batched GEMM over the groups,
+    # (G, N*OH*OW, cg*kh*kw) @ (G, cg*kh*kw, mg)
+    cols = v.reshape(n, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+    cols = np.ascontiguousarray(cols).reshape(g, n * oh * ow, cg * kh * kw)
+    out = cols @ w.reshape(g, mg, cg * kh * kw).transpose(0, 2, 1)  # (G, N*OH*OW, mg)
+    del cols
+    out = out.reshape(g, n, oh * ow, mg).transpose(1, 0, 3, 2).reshape(n, m, oh, ow)
+    out += bias[:, None, None]
+    return out
+
+
+def int_conv(q, x: np.ndarray):
+    layer = q.layer
+    n = x.shape[0]
+    m, cg, kh, kw = q.weight.shape
+    _, oh, ow = layer.out_shape
+    sh, sw = layer.stride
+    dh, dw = layer.dilation
+    mg = m // layer.groups
+    xp = pad_nchw(x, layer.pads)
+    acc = np.zeros((n, m, oh, ow), dtype=np.int64)
+    for g in range(layer.groups):
+        xg = xp[:, g * cg : (g + 1) * cg]
+        wg = q.weight[g * mg : (g + 1) * mg]
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dh, kx * dw
+                tap = xg[:, :, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
+                acc[:, g * mg : (g + 1) * mg] += np.einsum("nchw,mc->nmhw", tap, wg[:, :, ky, kx])
+    acc += q.bias[None, :, None, None]
+    return fx.requant(acc, q.shift, q.out, q.act, q.alpha_q), acc
+
+
+def weighted_params(q, ins, wfmt) -> None:
+    """Weights and bias of a multiply-accumulate layer (docs/fixed-point.md): weights in
+    wfmt, bias at accumulator scale, one shift to the output, worst-case |acc|."""
+    layer = q.layer
+    w = np.asarray(layer.weight, dtype=np.float64)
+    q.weight = fx.quantize_tensor(w, wfmt)
+    scaled = np.floor(np.ldexp(w, wfmt.frac) + 0.5)
+    q.weight_saturated = int(np.count_nonzero((scaled < wfmt.lo) | (scaled > wfmt.hi)))
+    acc_frac = ins[0].frac + wfmt.frac
+    q.bias, q.bias_saturated = fx.quantize_bias(layer.bias, acc_frac)
+    q.shift = fx.conv_shift(ins[0].frac, wfmt.frac, q.out.frac)
+    xmax = 1 << (ins[0].bits - 1)
+    per_out = np.abs(q.weight).reshape(q.weight.shape[0], -1).sum(axis=1) * xmax + np.abs(q.bias)
+    q.acc_bound = int(per_out.max()) if per_out.size else 0
+
+
+# ---- device layout ------------------------------------------------------------------
+
+
+def chain_weights(w: np.ndarray, bias: np.ndarray, groups: int, vec: int, lane: int):
+    """(M, Cg, kh, kw) -> [G][MB][CV][kh][kw][L][V]; bias (M,) -> [G][MB][L]; zero-padded."""
+    m, cg, kh, kw = w.shape
+    mg = m // groups
+    mp, cp = ceil_to(mg, lane), ceil_to(cg, vec)
+    wp = np.zeros((groups, mp, cp, kh, kw), dtype=np.int64)
+    wp[:, :mg, :cg] = np.asarray(w, dtype=np.int64).reshape(groups, mg, cg, kh, kw)
+    wp = wp.reshape(groups, mp // lane, lane, cp // vec, vec, kh, kw).transpose(0, 1, 3, 5, 6, 2, 4)
+    bp = np.zeros((groups, mp), dtype=np.int64)
+    bp[:, :mg] = np.asarray(bias, dtype=np.int64).reshape(groups, mg)
+    return np.ascontiguousarray(wp).reshape(-1), int32(bp)
+
+
+def geometry_args(k: KernelLayer) -> dict[str, int]:
+    return dict(k_h=k.kh, k_w=k.kw, stride_y=k.sy, stride_x=k.sx, dil_y=k.dy, dil_x=k.dx,
+                pad_t=k.pad_t, pad_l=k.pad_l)
+
+
+# ---- the op --------------------------------------------------------------------------
+
+
+class ConvOp(Op):
+    name = "conv"
+    layer_type = Conv
+    onnx_types = ("Conv",)
+    fusing_types = ("Conv",)
+    kernels = CHAIN
+    host_kind = "KIND_CONV"
+    host_fields = ("groups", "cg", "cv", "mg", "mb_num", *GEOMETRY_FIELDS)
+    precision_knob = True
+
+    def matches(self, layer) -> bool:
+        return type(layer) is Conv and not is_channelwise(layer)
+
+    def from_onnx(self, lw, n) -> None:
+        x, shape = lw.input_of(n)
+        w = lw.const(n, 1)
+        if w is None or w.ndim != 4:
+            raise Unsupported("only 2-D convolution with constant weights is supported")
+        if len(shape) != 3:
+            raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
+        b = lw.const(n, 2)
+        if len(n.inputs) > 2 and n.inputs[2] and b is None:
+            raise Unsupported("bias must be constant")
+        if "auto_pad" in n.attrs and n.attrs["auto_pad"] != "NOTSET":
+            raise Unsupported(f"auto_pad={n.attrs['auto_pad']} with unknown input size")
+        groups = int(n.attrs.get("group", 1))
+        if w.shape[1] * groups != shape[0] or w.shape[0] % groups:
+            raise Unsupported(f"weight {w.shape} with group={groups} does not fit {shape[0]} input channels")
+        pads = [int(v) for v in n.attrs.get("pads", [0, 0, 0, 0])]
+        layer = Conv(**lw.common(n, "conv"), inputs=[x], in_shapes=[shape], out_shape=(),
+                     weight=w.astype(np.float32), bias=(np.zeros(w.shape[0]) if b is None else b).astype(np.float32).reshape(-1),
+                     stride=tuple(int(v) for v in n.attrs.get("strides", [1, 1])), pads=tuple(pads),
+                     dilation=tuple(int(v) for v in n.attrs.get("dilations", [1, 1])), groups=groups)
+        lw.add(n, layer)
+
+    def describe(self, layer) -> str:
+        kh, kw = layer.kernel
+        text = f"{kh}x{kw}/{layer.stride[0]}"
+        if layer.depthwise:
+            text += " dw"
+        elif layer.groups > 1:
+            text += f" g{layer.groups}"
+        return text
+
+    def float_ref(self, layer, x):
+        return float_conv(layer, x)
+
+    def int_ref(self, q, x):
+        return int_conv(q, x)
+
+    def fast(self, q, x):
+        from ..sim import fast
+
+        return fast.conv(q, fast.f32(x))
+
+    def quant_params(self, q, ins, wfmt) -> None:
+        weighted_params(q, ins, wfmt)
+
+    # -- hardware ----------------------------------------------------------------------
+    def lower(self, layer: Conv, graph: Graph) -> KernelLayer:
+        c = chw(layer.in_shape)[0]
+        m = layer.out_channels
+        kh, kw = layer.kernel
+        return KernelLayer(op=self, kind="conv", groups=layer.groups, cg=c // layer.groups, mg=m // layer.groups,
+                           kh=kh, kw=kw, sy=layer.stride[0], sx=layer.stride[1], dy=layer.dilation[0],
+                           dx=layer.dilation[1], pad_t=layer.pads[0], pad_l=layer.pads[1],
+                           **self.common(layer, graph, written_pixels=stored_pixels(layer, graph)))
+
+    def host_args(self, k, q, hw) -> dict:
+        return dict(geometry_args(k), groups=k.groups, cg=k.cg, mg=k.mg, cv=ceil_div(k.cg, hw.vec_size),
+                    mb_num=ceil_div(k.mg, hw.lane_num))
+
+    def device_arrays(self, q, k, hw) -> dict:
+        w, b = chain_weights(q.weight, q.bias, k.groups, hw.vec_size, hw.lane_num)
+        return {"w": w, "b": b}
+
+    def buffer_needs(self, k, hw, arch) -> dict:
+        cv = ceil_div(k.cg, hw.vec_size)
+        batch = hw.fc_batch if self.batched else 1
+        return {"window_depth": k.kh * k.window_width(hw.conv_gp_size_x) * cv * batch,
+                "weight_depth": k.kh * k.kw * cv}
+
+    def parallel_extent(self, k):
+        return k.cg, k.mg, k.ow
+
+    def cost(self, k, ctx):
+        return chain_cost(k, ctx, ctx.config.fc_batch if self.batched else 1)
+
+    def kernel_resources(self, layers, ctx) -> dict:
+        v, lanes, bits, rb = ctx.v, ctx.lanes, ctx.bits, ctx.rb
+        buf, arch, control = ctx.buffers, ctx.arch, ctx.control
+        ram = arch.window_buffers * R.ram_blocks_for(v * bits, buf.window_depth, rb)
+        ram += lanes * R.ram_blocks_for(v * bits, buf.weight_depth, rb)  # one weight memory per lane
+        out = {
+            "mem_read": ctx.block(self, "mem_read", R.ALM_BASE / 3, ram, round(control * 2 / 3)),
+            "conv_core": ctx.block(self, "conv_core",
+                                   R.ALM_PER_MAC * ctx.scale * v * lanes + R.ALM_PER_LANE * lanes + R.ALM_BASE / 3,
+                                   -(-lanes * R.RAM_BITS_PER_LANE // rb), -(-v * lanes // ctx.pack)),
+            "mem_write": ctx.block(self, "mem_write", R.ALM_BASE / 3, 0, control - round(control * 2 / 3)),
+        }
+        if arch.channel_depth:  # data_ch, weight_ch, out_ch FIFOs
+            out["channels"] = {"dsp": 0, "alm": 0.0, "ram_blocks": sum(
+                R.ram_blocks_for(wd * bits, arch.channel_depth, rb) for wd in (v, lanes * v, lanes))}
+        return out
+
+    def kernel_args(self, kernel, consts) -> list:
+        return {
+            "mem_read": [
+                K.IN0, K.Arg("weights", "__global const wvec_t *restrict", "rt.weights[index]"), K.IN_OFF,
+                *K.fields("in_h", "in_w", "groups", "cg", "cv", "mb_num", "out_h", "out_w", "k_h", "k_w",
+                          "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
+            ],
+            "conv_core": [
+                K.Arg("bias", K.INTS, "rt.biases[index]"),
+                K.num("blocks", "L.groups * L.mb_num"), K.num("pixels", "L.out_h * L.out_w"),
+                K.num("k_len", "L.cv * L.k_h * L.k_w"), *K.REQUANT,
+            ],
+            "mem_write": [K.OUT_ARG, K.OUT_OFF, *K.fields("out_h", "out_w", "groups", "mg", "mb_num")],
+        }[kernel]
+
+    def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
+        # mem_read gathers V elements, mem_write stores L; weights and bias come in wide
+        if not arch.scalar_ports:
+            return {"mem_read": 3, "conv_core": 0, "mem_write": 1}[kernel], 0
+        return {"mem_read": (1, v), "conv_core": (1, 0), "mem_write": (0, lanes)}[kernel]
+
+
+def is_channelwise(layer: Conv) -> bool:
+    """A depthwise conv with one output per input channel: it runs on dw_conv (ops/depthwise.py)."""
+    return layer.depthwise and layer.out_channels == layer.in_shape[0]
+
+
+def stored_pixels(layer, graph: Graph) -> int:
+    """Output pixels per channel mem_write stores: PipeCNN pools a layer's only consumer,
+    a max pool, in the stream."""
+    _, oh, ow = chw(layer.out_shape)
+    consumers = graph.consumers(layer.name)
+    if len(consumers) == 1 and layer.name != graph.output:
+        from . import op_for
+
+        if op_for(consumers[0]).pools_in_stream(consumers[0]):
+            _, ph, pw = chw(consumers[0].out_shape)
+            return ph * pw
+    return oh * ow
+
+
+def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
+    c, w, bpc, arch = ctx.config, ctx.widths, ctx.bpc, ctx.arch
+    v, lanes, gp, b = c.vec_size, c.lane_num, c.conv_gp_size_x, w.data_bytes
+    cv = ceil_div(k.cg, v)
+    blocks = k.groups * ceil_div(k.mg, lanes)
+    ww = k.window_width(gp)
+    windows = k.oh * ceil_div(k.ow, gp)
+    wvecs = k.kh * k.kw * cv
+    weight = cycles.load(wvecs, lanes * v * b, bpc)
+    window = cycles.load(k.kh * ww * cv, v * b, bpc)
+    out_bytes = k.out_elems * b
+    stream = max(k.oh * k.ow * wvecs, out_bytes / blocks / bpc)
+    if arch.write_lane_serial:  # memWrite needs LANE_NUM cycles per stored output item
+        stream = max(stream, k.written_pixels * lanes)
+    if arch.window_buffers == 1:
+        per_image = windows * window + stream
+    else:  # ping-pong: only the first window of a block is exposed
+        per_image = window + max(windows * (window - cycles.LOAD_LATENCY_CYCLES), stream)
+    busy = blocks * (weight + batch * per_image) / batch
+    compute = blocks * k.oh * k.ow * wvecs
+    nbytes = (blocks * (wvecs * lanes * v * b + 4 * lanes)) / batch \
+        + blocks * windows * k.kh * ww * cv * v * b + out_bytes
+    return cycles.LayerCost(k.name, k.kind, busy + ctx.launch, compute, cycles.bound(compute, busy), 2 * k.macs,
+                            round(nbytes))
+
+
+OP = ConvOp()

@@ -1,0 +1,88 @@
+"""One lowering: the plan `compile` renders and the design `estimate` prices are the same.
+
+For every example model at two hardware configs, the code generator's plan and the
+cost model must use the same kernel layers (the very objects), the same buffer depths,
+the same kernel set and the same data_t, and the rendered source must declare what
+both of them assume.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from cnn2gate.codegen import make_plan
+from cnn2gate.codegen.project import render_context
+from cnn2gate.codegen.render import render_all
+from cnn2gate.frontend import load_model
+from cnn2gate.hw import HwConfig, estimate, lower
+from cnn2gate.hw.arch import GENERATED
+from cnn2gate.ops.lowering import buffer_sizes
+from cnn2gate.quant import quantize, quantize_params
+from examples import models
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [HwConfig(4, 4, 3), HwConfig(8, 16, 5)]
+MODELS = ["digits", *sorted(models.SMALL)]
+
+
+def _onnx(name: str) -> Path:
+    if name == "digits":
+        return ROOT / "examples" / "digits" / "digits_cnn.onnx"
+    return Path(models.export(name, **models.SMALL[name]))
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def quantized(request):
+    graph = load_model(_onnx(request.param))
+    formats = quantize(graph)
+    return graph, formats, quantize_params(graph, formats)
+
+
+def _define(source: str, name: str) -> int:
+    return int(re.search(rf"#define {name} (\d+)", source).group(1))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["v4l4g3", "v8l16g5"])
+def test_plan_and_estimate_share_the_lowering(quantized, cfg):
+    graph, formats, qg = quantized
+    plan = make_plan(qg, cfg)
+    est = estimate(graph, "a10", cfg, formats)
+    lowered = lower(graph)
+
+    # the same kernel layers, in the same order, for both
+    assert [lp.kernel_layer for lp in plan.layers] == list(lowered.layers)
+    assert all(a is b for a, b in zip((lp.kernel_layer for lp in plan.layers), lowered.layers))
+    assert [(e.name, e.kind) for e in est.layers] == [(k.name, k.kind) for k in lowered.layers]
+
+    # buffers: the estimate sizes exactly what the plan declares
+    assert plan.depths == est.resources.buffers == buffer_sizes(lowered, cfg, GENERATED)
+    # kernels: the estimate prices exactly the kernels the plan instantiates
+    priced = [k for k in est.resources.kernels if k != "channels"]
+    assert priced == plan.kernels
+    # data_t: one rule
+    assert plan.data_bits == 8 * est.widths.data_bytes
+
+    # per-layer loop bounds the host passes are the lowering's
+    for lp in plan.layers:
+        k, a = lp.kernel_layer, lp.args
+        if "mem_read" in k.op.kernels:
+            assert (a["k_h"], a["k_w"], a["stride_x"], a["dil_x"]) == (k.kh, k.kw, k.sx, k.dx)
+            assert a["cv"] == math.ceil(k.cg / cfg.vec_size) and a["mb_num"] == math.ceil(k.mg / cfg.lane_num)
+            assert (a["cg"], a["mg"], a["groups"], a["out_w"]) == (k.cg, k.mg, k.groups, k.ow)
+            # mem_read's window for this layer fits the declared buffer
+            assert a["cv"] * a["k_h"] * k.window_width(cfg.conv_gp_size_x) <= plan.depths.window_depth
+
+    # the rendered source declares what both assume
+    files = render_all(render_context(plan, "a10"))
+    cl = files["device/cnn2gate.cl"].decode()
+    assert _define(cl, "WIN_BUF_SIZE") == max(1, est.resources.buffers.window_depth)
+    assert _define(cl, "WEIGHT_BUF_SIZE") == max(1, est.resources.buffers.weight_depth)
+    assert (_define(cl, "VEC_SIZE"), _define(cl, "LANE_NUM"), _define(cl, "CONV_GP_SIZE_X")) == \
+        (cfg.vec_size, cfg.lane_num, cfg.conv_gp_size_x)
+    data_t = re.search(r"typedef (\w+) data_t;", cl).group(1)
+    assert {"char": 1, "short": 2}[data_t] == est.widths.data_bytes
+    defined = re.findall(r"__kernel[^{]*?void (\w+)\(", cl)
+    assert defined == plan.kernels
