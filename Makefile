@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements-emulator.txt
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet torch==2.13.0
-	$(VPY) -m pip install --quiet -e '.[dev]'
+	$(VPY) -m pip install --quiet -e '.[dev,cluster]'
 	$(VPY) -m pip install --quiet -r requirements-emulator.txt
 	@touch $(STAMP)
 

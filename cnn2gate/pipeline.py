@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_dir_atomic
-from .batch import as_batch
+from .batch import as_batch, internal_batch
 from .codegen import board_ident, make_plan, project_files, write_tree
 from .errors import OutputError
 from .hw import estimate, load_config
@@ -42,7 +42,7 @@ def record_facts(folder, facts: dict) -> tuple[Path, Path]:
 def default_input(graph: Graph, n: int = 1) -> np.ndarray:
     """A deterministic input batch when none is given: uniform in [-1, 1)."""
     rng = np.random.default_rng(GOLDEN_SEED)
-    return rng.uniform(-1.0, 1.0, size=(n,) + tuple(graph.input_shape))
+    return internal_batch(rng.uniform(-1.0, 1.0, size=(n,) + tuple(graph.input_shape)))
 
 
 def compile_project(graph: Graph, formats, board, config, out_dir, *, force: bool = False,
@@ -50,7 +50,7 @@ def compile_project(graph: Graph, formats, board, config, out_dir, *, force: boo
     """Write the project for `graph` quantized with `formats` into out_dir; returns its path.
 
     board: a board name or an object with `.name`. config: an HwConfig or a dict with
-    vec_size, lane_num, conv_gp_size_x. golden_input: float (C,H,W) or (N,C,H,W);
+    vec_size, lane_num, conv_gp_size_x. golden_input: float, one sample or a batch, in the layout the model declares;
     default a seeded random image. The directory appears complete or not at all;
     an existing one is replaced only with force=True.
     """

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .ir.layers import GRAPH_INPUT, Graph
-from .ops import LRN, Add, Concat, Conv, Dense, Pool
+from .ops import LRN, Activation, Add, Concat, Conv, Dense, Pool
 
 _ZERO = np.float32(0.0)
 
@@ -96,6 +96,10 @@ class Builder:
 
     def concat(self, *srcs, name=None):
         return self._add(Concat, name, list(srcs))
+
+    def act(self, src, act="relu", alpha=None, name=None):
+        """A standalone activation layer (one its producer could not take over)."""
+        return self._add(Activation, name, [src], act=act, alpha=self.alpha if alpha is None else alpha)
 
     def build(self, output=None, softmax=False) -> Graph:
         g = Graph(self.name, self.input_shape, self.layers, output or self.layers[-1].name, softmax=softmax)

@@ -1,6 +1,6 @@
 """Small ONNX graphs built with onnx.helper, and an onnxruntime parity check, for front-end tests.
 
-The Caffe2-era builders mimic what those exporters wrote: opset 7-9, every
+The Caffe2-era builders mimic what those exporters wrote: opset 1-9, every
 initializer also listed as a graph input, LRN, Dropout kept, Reshape with a
 constant shape before Gemm(transB=1), Sum instead of Add, Softmax at the end.
 """
@@ -109,6 +109,57 @@ def caffe2_alexnet_like(opset=8, inits_as_inputs=True) -> onnx.ModelProto:
     x = b.node("Gemm", [x, b.weight("fc7.w", (10, 32)), b.weight("fc7.b", (10,), 0.1)], name="fc7", transB=1)
     x = b.node("Softmax", [x], name="prob")
     return b.build([1, 3, 24, 24], x, opset=opset, inits_as_inputs=inits_as_inputs, out_shape=[1, 10])
+
+
+def caffe2_legacy_net(opset=1, inits_as_inputs=True) -> onnx.ModelProto:
+    """A Caffe2-era graph written in the op forms of `opset` (1-13): `consumed_inputs`,
+    `is_test`, legacy `broadcast`/`axis` on Add/Mul/Gemm, Reshape's shape as an attribute,
+    Clip bounds as attributes. Every opset draws the same weights, so an opset-13 copy
+    (which onnxruntime can run) gives the reference outputs."""
+    b = GraphBuilder("caffe2 legacy")
+    legacy_bcast = {"broadcast": 1, "axis": 1} if opset < 7 else {}
+    consumed = (lambda n: {"consumed_inputs": [0] * n}) if opset < 6 else (lambda n: {})
+
+    def per_channel(name, values):  # (C,) with axis=1 before opset 7, (1, C, 1, 1) after
+        return b.tensor(name, values if opset < 7 else values.reshape(1, -1, 1, 1))
+
+    x = b.conv("data", 3, 8, 3, "conv1", pad=1)
+    x = b.node("Relu", [x], name="relu1", **consumed(1))
+    x = b.node("LRN", [x], name="norm1", size=3, alpha=1e-3, beta=0.75, bias=1.0)
+    x = b.node("MaxPool", [x], name="pool1", kernel_shape=[2, 2], strides=[2, 2])
+    y = b.conv(x, 8, 8, 3, "conv2", pad=1)
+    r = b.rng
+    stats = [(r.random(8) + 0.5), r.standard_normal(8) * 0.1, r.standard_normal(8) * 0.1, r.random(8) + 0.5]
+    bn_ins = [b.tensor(f"bn2.{k}", v.astype(np.float32)) for k, v in zip(("scale", "bias", "mean", "var"), stats)]
+    bn_attrs = {"epsilon": 1e-5}
+    if opset < 7:
+        bn_attrs["is_test"] = 1
+    if opset < 6:
+        bn_attrs["consumed_inputs"] = [0, 0, 0, 1, 1]
+    y = b.node("BatchNormalization", [y] + bn_ins, name="bn2", **bn_attrs)
+    y = b.node("LeakyRelu", [y], name="leaky2", alpha=0.1, **consumed(1))
+    x = b.node("Sum", [x, y], name="sum2", **consumed(2))
+    # Caffe2's Scale layer: per-channel Mul and Add with legacy broadcasting
+    x = b.node("Mul", [x, per_channel("scale3.w", (r.random(8) + 0.5).astype(np.float32))], name="scale3_mul",
+               **legacy_bcast, **consumed(1))
+    x = b.node("Add", [x, per_channel("scale3.b", (r.standard_normal(8) * 0.1).astype(np.float32))],
+               name="scale3_add", **legacy_bcast, **consumed(1))
+    x = b.node("Clip", [x], name="relu6_3", min=0.0, max=6.0, **consumed(1)) if opset < 11 else \
+        b.node("Clip", [x, b.tensor("clip_min", np.float32(0.0)), b.tensor("clip_max", np.float32(6.0))],
+               name="relu6_3")
+    a = b.conv(x, 8, 4, 1, "inc_1x1")
+    c = b.conv(x, 8, 4, 3, "inc_3x3", pad=1)
+    x = b.node("Concat", [a, c], name="inc_concat", axis=1)
+    x = b.node("AveragePool", [x], name="pool4", kernel_shape=[2, 2], strides=[2, 2])
+    if opset < 5:
+        x = b.node("Reshape", [x], name="flatten_reshape", shape=[1, -1], **consumed(1))
+    else:
+        x = b.node("Reshape", [x, b.tensor("fc_shape", np.array([1, -1], dtype=np.int64))], name="flatten_reshape")
+    gemm = {"transB": 1, "broadcast": 1} if opset < 7 else {"transB": 1}
+    x = b.node("Gemm", [x, b.weight("fc5.w", (10, 8 * 2 * 2)), b.weight("fc5.b", (10,), 0.1)], name="fc5", **gemm)
+    x = b.node("Dropout", [x], name="drop5", **({"is_test": 1} if opset < 7 else {}))
+    x = b.node("Softmax", [x], name="prob")
+    return b.build([1, 3, 8, 8], x, opset=opset, inits_as_inputs=inits_as_inputs, out_shape=[1, 10])
 
 
 def resnet_block(opset=13) -> onnx.ModelProto:

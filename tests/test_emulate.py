@@ -56,6 +56,53 @@ def all_kinds_graph():
     return b.build()
 
 
+def activations_graph():
+    """Standalone activations (kept out of all_kinds_graph: their tied formats would move its
+    calibration): writing into and reading from concat views at an offset, one after
+    another, and on a vector whose dense producer has other readers."""
+    b = Builder("acts", (5, 7, 6), seed=3)
+    s0 = b.conv(GRAPH_INPUT, 5, 3, act="none")
+    x = b.conv(b.add(b.act(s0, act="leaky", alpha=0.2), s0), 6, 3, act="none")
+    y = b.conv(x, 5, 1, act="none")
+    c = b.concat(y, b.act(x, act="relu6"))
+    r = b.act(b.act(y, act="leaky", alpha=0.3), act="relu")  # reads y inside c's buffer at offset 0
+    s = b.act(c, act="relu")
+    t = b.conv(b.concat(r, s), 6, 3, act="none")
+    v = b.dense(b.pool(t, "max", 2), 9, act="none")
+    w = b.add(b.dense(b.act(v, act="relu"), 9, act="none"), v)
+    b.dense(w, 4)
+    return b.build()
+
+
+@needs_emulator
+@pytest.mark.parametrize("cfg", sorted(CONFIGS))
+def test_standalone_activations_bit_exact(tmp_path, cfg):
+    g = activations_graph()
+    assert sum(layer.kind == "act" for layer in g) == 6
+    out = compile_project(g, quantize(g), "a10", CONFIGS[cfg], tmp_path / "p")
+    x = np.random.default_rng(4).uniform(-1, 1, (3,) + g.input_shape)
+    res = emulate_project(out, x, timeout=TIMEOUT, dump_dir=tmp_path / "dump")
+    assert res.passed, res.summary()
+    assert res.images == 3 and res.elements == 12
+    assert len(res.layer_mismatches) == len(g.layers) and not any(res.layer_mismatches.values())
+
+
+@needs_emulator
+@pytest.mark.parametrize("first", ["max", "act"])
+def test_first_layer_off_the_conv_chain_sees_each_image(tmp_path, first):
+    # the input is written on one kernel's queue and read by another's: each image must
+    # reach the first layer (it used to see the previous image's input now and then)
+    b = Builder(f"first_{first}", (4, 8, 8), seed=3)
+    x = b.act(GRAPH_INPUT, act="relu") if first == "act" else b.pool(GRAPH_INPUT, "max", 2)
+    b.conv(x, 6, 3)
+    g = b.build()
+    out = compile_project(g, quantize(g), "a10", CONFIGS["v4l4"], tmp_path / "p")
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 4, 8, 8))
+    for _ in range(2):
+        res = emulate_project(out, images, timeout=TIMEOUT)
+        assert res.passed, res.summary()
+
+
 @needs_emulator
 @pytest.mark.parametrize("cfg", sorted(CONFIGS))
 def test_all_layer_kinds_bit_exact(tmp_path, cfg):
@@ -84,6 +131,32 @@ def test_digits_cnn_bit_exact_and_accurate(tmp_path, cfg):
     assert res.passed, res.summary()
     assert res.elements == len(x) * 10
     assert np.mean(res.outputs.reshape(len(x), 10).argmax(axis=1) == y) >= 0.95
+
+
+def batched_dense_graph():
+    """Dense layers on a conv/pool map, on a vector and on the graph input's buffer."""
+    b = Builder("fcb", (3, 6, 6), seed=5)
+    x = b.conv(GRAPH_INPUT, 5, 3, act="relu")
+    p = b.pool(x, "max", 2)
+    d = b.dense(p, 11, act="relu")
+    d = b.dense(d, 7, act="leaky")
+    b.dense(d, 4)
+    return b.build()
+
+
+@needs_emulator
+@pytest.mark.parametrize("fc_batch,images", [(1, 3), (4, 5), (16, 17)])
+def test_batched_dense_layers_bit_exact(tmp_path, fc_batch, images):
+    """fc_batch images per weight pass, a last partial group included, image by image
+    against the simulator (every layer's dump too)."""
+    g = batched_dense_graph()
+    cfg = {"vec_size": 4, "lane_num": 3, "conv_gp_size_x": 2, "fc_batch": fc_batch}
+    out = compile_project(g, quantize(g), "a10", cfg, tmp_path / "p")
+    x = np.random.default_rng(7).uniform(-1, 1, (images,) + g.input_shape)
+    res = emulate_project(out, x, timeout=TIMEOUT, dump_dir=tmp_path / "dump")
+    assert res.passed, res.summary()
+    assert res.images == images and res.elements == images * 4
+    assert len(res.layer_mismatches) == len(g.layers) and not any(res.layer_mismatches.values())
 
 
 MODELS = ["lenet5", "alexnet", "vgg16", "resnet18", "mobilenetv2"]

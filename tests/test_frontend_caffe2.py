@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnn2gate.errors import ModelError
 from cnn2gate.frontend import convert, load_model
 from cnn2gate.ir.layers import GRAPH_INPUT
 import onnx_builders as B
@@ -31,6 +32,58 @@ def test_caffe2_era_graph(opset, tmp_path):
     assert "drop6" not in by_name and g.softmax
     assert g.name == "caffe2_alexnet_like_v1"
     assert B.parity(g, model) < TOL
+
+
+@pytest.mark.parametrize("opset", [1, 2, 3, 4, 5, 6])
+def test_oldest_opsets_upgrade(opset, tmp_path):
+    """Opsets 1-6 are upgraded; onnxruntime runs the opset-13 copy (it lacks some opset-1 kernels)."""
+    model = B.caffe2_legacy_net(opset=opset)
+    path = tmp_path / "old.onnx"
+    path.write_bytes(model.SerializeToString())
+    g = load_model(path)
+    assert g.meta["source_opset"] == opset and g.meta["opset"] == 13
+    by_name = {layer.name: layer for layer in g}
+    assert by_name["norm1"].kind == "lrn" and by_name["inc_concat"].kind == "concat"
+    assert "bn2" in by_name["conv2"].source and by_name["conv2"].act == "leaky"
+    assert g.softmax
+    modern = B.caffe2_legacy_net(opset=13)
+    assert B.parity(g, modern) < TOL
+
+
+def test_opset_converter_failure_names_the_node():
+    b = B.GraphBuilder("old_pad")
+    x = b.node("Pad", ["data"], name="legacy_pad", paddings=[0, 0, 1, 1, 0, 0, 1, 1])
+    x = b.conv(x, 3, 4, 3, "conv")
+    model = b.build([1, 3, 8, 8], x, opset=1, inits_as_inputs=True, out_shape=[1, 4, 8, 8])
+    with pytest.raises(ModelError) as err:
+        convert(model, source="old.onnx")
+    msg = str(err.value)
+    assert msg.startswith("old.onnx: cannot convert opset 1 to 13") and "'legacy_pad' (Pad)" in msg
+
+
+def test_unfusable_activations_become_act_layers():
+    """Relu on a tensor with other readers, LeakyRelu on the graph input, Clip(0,6) after a
+    layer that already has an activation: each its own `act` layer, priced and run."""
+    from cnn2gate.hw import estimate
+
+    def build(b):
+        x = b.node("LeakyRelu", ["data"], name="in_leaky", alpha=0.2)
+        c = b.conv(x, 4, 6, 3, "conv", pad=1)
+        r = b.node("Relu", [c], name="shared_relu")  # conv's output is also read by the Add
+        x = b.node("Add", [r, c], name="add")
+        x = b.node("Relu", [x], name="add_relu")  # fused into the add
+        return b.node("Clip", [x, b.tensor("lo", np.float32(0)), b.tensor("hi", np.float32(6))], name="clip6")
+
+    model = _single_layer_model(build)
+    g = convert(model)
+    acts = {layer.name: layer for layer in g if layer.kind == "act"}
+    assert {n: (a.act, a.inputs) for n, a in acts.items()} == {
+        "in_leaky": ("leaky", [GRAPH_INPUT]), "shared_relu": ("relu", ["conv"]), "clip6": ("relu6", ["add"])}
+    assert acts["in_leaky"].alpha == pytest.approx(0.2) and g.layer("add").act == "relu"
+    assert B.parity(g, model) < TOL
+    est = estimate(g, "a10", {"vec_size": 4, "lane_num": 4, "conv_gp_size_x": 2})
+    assert "act" in est.resources.kernels and est.resources.kernels["act"]["alm"] > 0
+    assert all(le.cycles > 0 for le in est.layers if le.kind == "act")
 
 
 def test_residual_block_batchnorm_folded():

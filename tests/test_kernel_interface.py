@@ -27,7 +27,7 @@ CFG = {"vec_size": 4, "lane_num": 3, "conv_gp_size_x": 2}
 
 
 def every_kernel_graph():
-    """conv, dense, depthwise, pool, LRN, a 3-input add and a concat: all seven kernels."""
+    """conv, dense, depthwise, pool, LRN, a 3-input add, a standalone activation and a concat: all eight kernels."""
     b = Builder("iface", (3, 8, 8), seed=4)
     x = b.conv(GRAPH_INPUT, 6, 3)
     x = b.lrn(x, size=3)
@@ -35,7 +35,7 @@ def every_kernel_graph():
     d = b.conv(p, 6, 3, groups=6, act="relu6")
     z = b.conv(p, 6, 1, act="none")
     a = b.add(d, z, p, act="relu")
-    c = b.concat(a, z)
+    c = b.concat(a, b.act(z, act="leaky"))
     b.dense(c, 5)
     return b.build()
 

@@ -86,3 +86,31 @@ def test_plan_and_estimate_share_the_lowering(quantized, cfg):
     assert {"char": 1, "short": 2}[data_t] == est.widths.data_bytes
     defined = re.findall(r"__kernel[^{]*?void (\w+)\(", cl)
     assert defined == plan.kernels
+
+
+@pytest.mark.parametrize("fc_batch", [4, 16])
+def test_batched_dense_layers_are_priced_as_generated(quantized, fc_batch):
+    """Dense layers run fc_batch images per call: the host's batch field, the declared window
+    buffer and each dense layer's modelled DDR traffic (weight files read once per batch)."""
+    graph, formats, qg = quantized
+    cfg = HwConfig(4, 4, 3, fc_batch=fc_batch)
+    plan = make_plan(qg, cfg)
+    est = estimate(graph, "a10", cfg, formats)
+    assert plan.depths == est.resources.buffers == buffer_sizes(lower(graph), cfg, GENERATED)
+    # the generated mem_read keeps one window: batching adds no window depth
+    assert plan.depths.window_depth == buffer_sizes(lower(graph), HwConfig(4, 4, 3), GENERATED).window_depth
+    ctx = render_context(plan, "a10")
+    h = render_all(ctx)["host/layers.h"].decode()
+    assert f"constexpr int kFcBatch = {fc_batch};" in h
+    b = est.widths.data_bytes
+    for lp, e, L in zip(plan.layers, est.layers, ctx["layers"]):
+        k = lp.kernel_layer
+        assert lp.args["batch"] == (fc_batch if k.op.batched else 1)
+        assert f'L.name = "{lp.stem}";' in h and f"L.batch = {lp.args['batch']};" in h
+        if k.kind != "dense":
+            continue
+        cv = math.ceil(k.cg / cfg.vec_size)
+        blocks = k.groups * math.ceil(k.mg / cfg.lane_num)
+        window = k.kh * k.window_width(cfg.conv_gp_size_x) * cv * cfg.vec_size * b
+        want = (L["weight_bytes"] + L["bias_bytes"]) / fc_batch + blocks * window + k.out_elems * b
+        assert e.bytes == round(want)

@@ -94,6 +94,9 @@ def oracle(q, *xs):
         big = max(fr)
         for idx in np.ndindex(out.shape):
             out[idx] = o(sum(int(a[idx]) << (big - f) for a, f in zip(xs, fr)), big - q.out.frac)
+    elif kind == "act":
+        for idx in np.ndindex(out.shape):
+            out[idx] = o(x[idx], q.in_fmts[0].frac - q.out.frac)
     elif kind == "concat":
         cat = np.concatenate(xs, axis=1)
         for idx in np.ndindex(out.shape):
@@ -168,6 +171,8 @@ def problem(draw, kind):
                      beta=draw(st.floats(0.1, 1.0)), bias=draw(st.floats(0.5, 3.0)))
     elif kind == "add":
         name = b.add(*srcs, act=act)
+    elif kind == "act":
+        name = b.act(GRAPH_INPUT, act=act, alpha=draw(st.floats(0, 1)))
     else:
         shared = draw(qformat())
         for s in srcs:
@@ -175,8 +180,8 @@ def problem(draw, kind):
         name = b.concat(*srcs)
     graph = b.build(output=name)
     out_fmt = draw(qformat())
-    if kind == "pool-max":
-        out_fmt = in_fmt
+    if kind == "pool-max" or kind == "act" and draw(st.booleans()):
+        out_fmt = in_fmt  # an activation's quantised formats are tied; another format rescales
     if kind == "concat":
         out_fmt = layers[srcs[0]]
     lf = {}
@@ -223,7 +228,7 @@ def check_paths(graph, formats, x, name, force_chunks=False):
     return ref, q, ins
 
 
-KINDS = ["conv", "depthwise", "dense", "pool-max", "pool-avg", "pool-global_avg", "lrn", "add", "concat"]
+KINDS = ["conv", "depthwise", "dense", "pool-max", "pool-avg", "pool-global_avg", "lrn", "add", "act", "concat"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -28,7 +28,7 @@ ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "leaky": 3}
 
 #: fields of every layer's host configuration (host/layers.h), zero unless set: the shapes and
 #: the requantisation step, then whatever the operators' kernels read (`Op.host_fields`)
-_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "shift", "out_bits", "act", "alpha_q", "six_q",
+_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "batch", "shift", "out_bits", "act", "alpha_q", "six_q",
            *dict.fromkeys(f for op in ops.OPS for f in op.host_fields))
 
 
@@ -131,7 +131,8 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
         args = dict.fromkeys(_FIELDS, 0)
         ic, ih, iw = chw(layer.in_shapes[0])
         oc, oh, ow = chw(layer.out_shape)
-        args.update(in_c=ic, in_h=ih, in_w=iw, out_c=oc, out_h=oh, out_w=ow,
+        # batch: images per call of the layer's kernels, as the cost model prices it (Op.batched)
+        args.update(in_c=ic, in_h=ih, in_w=iw, out_c=oc, out_h=oh, out_w=ow, batch=hw.fc_batch if k.op.batched else 1,
                     shift=q.shift, out_bits=q.out.bits, act=ACT_CODES[layer.act], alpha_q=q.alpha_q, six_q=q.six_q)
         lp = LayerPlan(i, stems[layer.name], k, layer.kind, [view(s) for s in layer.inputs], view(layer.name), args)
         host = dict(k.op.host_args(k, q, hw))

@@ -58,6 +58,10 @@ def save_model(graph: Graph, formats: Formats, stems: dict[str, str]) -> dict[st
         fm["layers"][rename[layer.name]] = e
     doc = {"version": FORMAT_VERSION, "input_shape": list(graph.input_shape), "output": rename[graph.output],
            "softmax": bool(graph.softmax), "layers": layers, "formats": fm}
+    if graph.input_layout != "NCHW":  # only when set, so channels-first projects stay as they were
+        doc["input_layout"] = graph.input_layout
+    if graph.declared_output is not None:
+        doc["declared_output"] = list(graph.declared_output)
     files["model/model.json"] = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
     return files
 
@@ -77,6 +81,18 @@ def _restore(name: str, v, root: Path):
     return v
 
 
+def user_output_shape(project: Path) -> tuple[int, ...] | None:
+    """One output as the ONNX model declares it (golden files hold (C, H, W)); None if unreadable."""
+    try:
+        doc = json.loads((Path(project) / "model" / "model.json").read_text())
+        shape = doc.get("declared_output")
+        if shape is None:
+            shape = next(e["out_shape"] for e in doc["layers"] if e["name"] == doc["output"])
+        return tuple(int(d) for d in shape)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, StopIteration):
+        return None
+
+
 def load_model(project: Path) -> tuple[Graph, Formats]:
     """The graph and formats stored by `save_model` (layer names are the stems)."""
     project = Path(project)
@@ -94,7 +110,13 @@ def load_model(project: Path) -> tuple[Graph, Formats]:
             cls = ops.LAYER_TYPES[entry["kind"]]
             kwargs = {k: _restore(k, v, project) for k, v in entry.items() if k != "kind"}
             layers.append(cls(**kwargs))
-        graph = Graph("model", tuple(doc["input_shape"]), layers, doc["output"], softmax=doc["softmax"])
+        graph = Graph("model", tuple(doc["input_shape"]), layers, doc["output"], softmax=doc["softmax"],
+                      input_layout=doc.get("input_layout", "NCHW"))
+        declared = doc.get("declared_output")
+        graph.declared_output = None if declared is None else tuple(int(d) for d in declared)
+        if graph.input_layout not in ("NCHW", "NHWC") or (
+                declared is not None and np.prod(graph.declared_output) != np.prod(graph.output_shape)):
+            raise ValueError("input_layout or declared_output does not match the model")
         graph.validate()
         return graph, Formats.from_dict(doc["formats"], graph, source=str(path))
     except Cnn2GateError:

@@ -4,6 +4,7 @@ import click
 import numpy as np
 
 from ..batch import as_batch
+from ..codegen.serialize import load_model
 from ..emulate import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, emulate_project
 from ..errors import Cnn2GateError, VerificationError
 from ..pipeline import record_emulation
@@ -12,15 +13,12 @@ from .quantize import load_array
 
 
 def _load_input(project, input_path) -> np.ndarray:
-    """--input as float64, checked against the project's input shape so that errors name the file."""
+    """--input as float64, checked against the project's model (its declared input layout)
+    so that errors name the file."""
     x = load_array(input_path, "input").astype(np.float64)
-    golden = Path(project) / "golden" / "input.npy"
-    if golden.is_file():  # otherwise emulate_project explains what is missing from the project
-        try:
-            shape = np.load(golden, mmap_mode="r", allow_pickle=False).shape[1:]
-        except (OSError, ValueError):
-            return x
-        x = as_batch(shape, x, input_path)
+    if (Path(project) / "model" / "model.json").is_file():  # otherwise emulate_project explains what is missing
+        graph, _ = load_model(project)
+        x = as_batch(graph, x, input_path)
     return x
 
 

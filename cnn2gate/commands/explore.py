@@ -33,7 +33,9 @@ def _load_labels(path):
 @model_argument
 @input_shape_option
 @click.option("--board", default=DEFAULT_BOARD, show_default=True, help="Board name (see `cnn2gate boards`) or a board TOML file.")
-@click.option("--agent", type=click.Choice(list(AGENTS)), default="ppo", show_default=True, help="Search agent.")
+@click.option("--agent", type=click.Choice(list(AGENTS)), default=None,
+              help="Search agent (default: ppo, after enumerating instead any hardware-only space of at most "
+                   "--budget points, or 20,000 without --budget). Giving it always runs that agent.")
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Distinct design points to cost (default 1000).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result).")
@@ -53,20 +55,28 @@ def _load_labels(path):
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes for costing batches of design points and building the sensitivity model "
                    "[default: all usable cores]. The result does not depend on it.")
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="With --precision: build the sensitivity model and run the simulator checks as tasks on the "
+                   "Ray cluster at ADDRESS (HOST:PORT of the head; `auto`: RAY_ADDRESS). The result does not "
+                   "depend on it (docs/cluster.md).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table.")
 @json_option
 def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, max_accuracy_loss, calib, labels,
-            workers, out_dir, force, quiet, as_json):
+            workers, cluster, out_dir, force, quiet, as_json):
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
-    from ..explore import DEFAULT_BUDGET, ExploreOptions, check_accuracy_request, explore
+    from ..explore import (DEFAULT_AGENT, DEFAULT_BUDGET, ENUMERATE_MAX_POINTS, ExploreOptions,
+                           check_accuracy_request, explore)
     from ..explore.parallel import usable_cores
     from ..explore.progress import ProgressBar
     from ..explore.report import render_summary
     from ..pipeline import write_explore_outputs
 
+    # no --agent: cost a small hardware-only space whole (the exact optimum) rather than search it
+    enumerate_up_to = 0 if agent is not None else (budget or ENUMERATE_MAX_POINTS)
+    agent = agent or DEFAULT_AGENT
     budget = budget or DEFAULT_BUDGET
     if Path(out_dir).exists() and not force:
         from ..errors import OutputError
@@ -77,6 +87,9 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
                                       calib=calib_x, labels=_load_labels(labels))
     if calib is not None and not precision:
         raise ConfigError("--calib is used by the precision search: add --precision")
+    if cluster and not precision:
+        raise ConfigError("--cluster runs the precision search's float and simulator work: add --precision "
+                          "(design points are costed locally, with --workers)")
     board = load_board(board)
     graph = load_model(model, input_shape=input_shape)
     bar = None if (quiet or as_json) else ProgressBar(budget)
@@ -85,10 +98,11 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
 
         click.echo(f"building the sensitivity model: {len(precision_layers(graph))} conv/dense layers x 2 roles x "
                    f"{len(PRECISION_BITS)} widths on "
-                   f"{workers or usable_cores()} processes ...", err=True)
+                   + (f"the Ray cluster at {cluster} ..." if cluster else f"{workers or usable_cores()} processes ..."),
+                   err=True)
     options = ExploreOptions(agent=agent, budget=budget, seed=seed, precision=precision, min_sqnr=min_sqnr,
                              calib=calib_x, max_accuracy_loss=max_accuracy_loss, labels=labels_y,
-                             workers=workers or usable_cores())
+                             workers=workers or usable_cores(), enumerate_up_to=enumerate_up_to, cluster=cluster)
     result = explore(graph, board, options, progress=bar)
     if bar is not None:
         bar.close(result.evaluator)

@@ -31,10 +31,13 @@ def load_array(path: str, what: str) -> np.ndarray:
 @click.option("--bits", type=click.IntRange(2, 16), default=8, show_default=True, help="Activation (and input) bits.")
 @click.option("--weight-bits", type=click.IntRange(2, 16), default=None, help="Weight bits (default: --bits).")
 @click.option("--method", type=click.Choice(METHODS), default="mse", show_default=True, help="How fractional bits are chosen.")
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Run the float calibration batches as tasks on the Ray cluster at ADDRESS (HOST:PORT of the "
+              "head; `auto`: RAY_ADDRESS). Same formats file as a local run (docs/cluster.md).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Formats file to write (JSON).")
 @json_option
 @quiet_option
-def command(model, input_shape, calib, bits, weight_bits, method, output, as_json, quiet):
+def command(model, input_shape, calib, bits, weight_bits, method, cluster, output, as_json, quiet):
     """Choose per-layer fixed-point formats for MODEL and write them to a formats file."""
     graph = load_model(model, input_shape=input_shape)
     data = None
@@ -42,7 +45,17 @@ def command(model, input_shape, calib, bits, weight_bits, method, output, as_jso
         data = as_batch(graph, load_array(calib, "calibration"), calib)
     elif not (quiet or as_json):
         click.echo("note: no --calib given; calibrating on a synthetic normal(0, 1) set (recorded in the file)", err=True)
-    formats = quantize(graph, data, bits=bits, method=method, weight_bits=weight_bits)
+    executor = None
+    if cluster:
+        # Imported here: without --cluster nothing about Ray is loaded.
+        from ..executor import RayExecutor
+
+        executor = RayExecutor(cluster, graph)
+    try:
+        formats = quantize(graph, data, bits=bits, method=method, weight_bits=weight_bits, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     try:
         formats.to_json(output)
     except OSError as err:

@@ -9,7 +9,8 @@ from ..frontend import load_model
 from ..ir.reference import predict
 from ..ir.summary import format_table
 from ..quant import load_formats, quantize, quantize_params
-from ..sim import PATHS, report, simulate
+from ..sim import PATHS, report
+from ..sim.batches import shared_object, simulate_batches
 from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
 from .quantize import load_array
 
@@ -33,17 +34,22 @@ def save_npy_atomic(path: str, arr: np.ndarray) -> None:
 @click.option("--path", "sim_path", type=click.Choice(PATHS), default="fast", show_default=True,
               help="Simulator implementation (they agree bit for bit).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Run the batches as tasks on the Ray cluster at ADDRESS (HOST:PORT of the head; `auto`: "
+              "RAY_ADDRESS). Same outputs as a local run, bit for bit (docs/cluster.md).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the outputs (.npy).")
 @json_option
 @quiet_option
-def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, output,
-            as_json, quiet):
+def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, cluster,
+            output, as_json, quiet):
     """Run MODEL bit-accurately on a batch of inputs (softmax applied on the host, as deployed)."""
     quiet = quiet or as_json
     graph = load_model(model, input_shape=input_shape)
     x = as_batch(graph, load_array(input_path, "input"), input_path)
+    if use_float and cluster:
+        raise click.UsageError("--cluster runs the integer simulation; --float runs in this process only")
     if use_float:
-        save_npy_atomic(output, predict(graph, x))
+        save_npy_atomic(output, graph.user_outputs(predict(graph, x)))
         if as_json:
             echo_json({"output": output, "inputs": len(x), "mode": "float"})
         elif not quiet:
@@ -57,24 +63,27 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
                        f"{min(len(x), CALIB_SAMPLES)} inputs", err=True)
         formats = quantize(graph, x[:CALIB_SAMPLES])
     qg = quantize_params(graph, formats)
-    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
-    outs, warnings = [], []
+    n_chunks = -(-len(x) // batch_size)
+    executor = None
+    if cluster:
+        # Imported here: without --cluster nothing about Ray is loaded.
+        from ..executor import RayExecutor
 
-    def run(chunk):
-        res = simulate(graph, qg, chunk, path=sim_path, keep="output")
-        outs.append(res.output_int if ints else res.output_float)
-        warnings.extend(w for w in res.warnings if w not in warnings)
-
-    if len(chunks) > 1 and not quiet:
-        with click.progressbar(chunks, label="simulating", file=sys.stderr) as bar:
-            for chunk in bar:
-                run(chunk)
-    else:
-        for chunk in chunks:
-            run(chunk)
+        executor = RayExecutor(cluster, shared_object(graph, qg, sim_path, ints))
+    try:
+        if n_chunks > 1 and not quiet:
+            with click.progressbar(length=n_chunks, label="simulating", file=sys.stderr) as bar:
+                res = simulate_batches(graph, qg, x, batch_size=batch_size, path=sim_path, ints=ints,
+                                       executor=executor, progress=bar.update)
+        else:
+            res = simulate_batches(graph, qg, x, batch_size=batch_size, path=sim_path, ints=ints, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
+    warnings = res.warnings
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    save_npy_atomic(output, np.concatenate(outs))
+    save_npy_atomic(output, graph.user_outputs(res.outputs))
     rows = report(graph, qg, x[:REPORT_SAMPLES], path=sim_path) if show_report else None
     if as_json:
         echo_json({"output": output, "inputs": len(x), "mode": "integer" if ints else "dequantised",

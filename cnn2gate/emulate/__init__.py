@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen.serialize import user_output_shape
 from ..errors import Cnn2GateError
 from .run import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, EmulationResult, EmulationTimeout, Mismatch, build_host, emulate_ints
 from .runtime import RuntimeMissing, emulator_available, opencl_env
@@ -23,9 +24,9 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
                     channel_depth: int | None = EMULATION_CHANNEL_DEPTH) -> EmulationResult:
     """Run the project on the emulator.
 
-    x: None runs the golden input against the golden outputs; a float array
-    (C,H,W) or (N,C,H,W) is quantised and simulated with the project's own model
-    (model/) for the reference, and all N images run in one host process.
+    x: None runs the golden input against the golden outputs; a float array (one
+    sample or a batch, in the layout the ONNX model declares) is quantised and simulated
+    with the project's own model (model/) for the reference; all images run in one host process.
     dump_dir: also dump every layer and find the first layer that differs.
     channel_depth: channel depth of the emulation build (None: the generated hardware depth).
     Returns an EmulationResult; it does not raise on a mismatch (see `.passed`).
@@ -51,8 +52,12 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
         layers = None
         if dump_dir is not None:
             layers = {s: sim.ints[s].reshape((n,) + _golden(project, f"layers/{s}").shape[1:]) for s in stems}
-    return emulate_ints(project, x_int, expected, timeout=timeout, expected_layers=layers, dump_dir=dump_dir,
-                        channel_depth=channel_depth)
+    res = emulate_ints(project, x_int, expected, timeout=timeout, expected_layers=layers, dump_dir=dump_dir,
+                       channel_depth=channel_depth)
+    declared = user_output_shape(project)
+    if declared is not None and res.outputs.size == res.images * int(np.prod(declared)):
+        res.outputs = res.outputs.reshape((res.images,) + declared)  # as the ONNX model declares it
+    return res
 
 
 __all__ = ["emulate_project", "emulate_ints", "build_host", "EmulationResult", "EmulationTimeout", "Mismatch",

@@ -91,7 +91,7 @@ class EmulationResult:
     first: list[Mismatch]
     layer_ms: dict[str, float]  # per image, from event profiling
     wall_ms_per_image: float
-    outputs: np.ndarray  # (N, C, H, W) int64
+    outputs: np.ndarray  # (N, C, H, W) int64; emulate_project gives the ONNX-declared shape
     first_bad_layer: str | None = None
     layer_mismatches: dict[str, int] = field(default_factory=dict)
     stdout: str = ""

@@ -21,8 +21,8 @@ from . import agents as _agents
 from .accuracy import calibrate_sqnr_bound
 from .costing import HwCost
 from .evaluator import BudgetExhausted, Evaluation, Evaluator
-from .options import (DEFAULT_AGENT, DEFAULT_BUDGET, DEFAULT_MIN_SQNR, FIXED_KNOBS, ExploreOptions,
-                      check_accuracy_request)
+from .options import (DEFAULT_AGENT, DEFAULT_BUDGET, DEFAULT_MIN_SQNR, ENUMERATE_MAX_POINTS, FIXED_KNOBS,
+                      ExploreOptions, check_accuracy_request)
 from .parallel import CostPool
 from .result import ExploreResult, FidelityBound, SearchRun, SimulatorChecks, Timings
 from .space import DesignSpace, build_space, start_at_uniform_width
@@ -32,7 +32,7 @@ AGENTS = tuple(_agents.AGENTS)
 
 
 def explore(graph, board, options: ExploreOptions | None = None, *, progress=None, cost=None,
-            space: DesignSpace | None = None, sensitivity=None) -> ExploreResult:
+            space: DesignSpace | None = None, sensitivity=None, executor=None) -> ExploreResult:
     """Search the design space of `graph` on `board` as `options` asks; returns an ExploreResult.
 
     progress: callback(evaluator, evaluation). cost / space / sensitivity: replace the
@@ -41,6 +41,12 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     from ..hw import load_board
 
     opts = ExploreOptions() if options is None else options
+    if opts.cluster and executor is None:
+        from ..executor import RayExecutor  # only with a cluster: nothing about Ray is loaded otherwise
+
+        with RayExecutor(opts.cluster) as ex:
+            return explore(graph, board, opts, progress=progress, cost=cost, space=space, sensitivity=sensitivity,
+                           executor=ex)
     labels = opts.validate()
     t0 = time.perf_counter()
     board_obj = load_board(board) if cost is None or space is None else board
@@ -61,7 +67,8 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     if space.has_precision and sensitivity is None:
         from .fidelity import SensitivityModel
 
-        sensitivity = SensitivityModel.build(graph, opts.calib, opts.bits, workers=int(opts.workers))
+        sensitivity = SensitivityModel.build(graph, opts.calib, opts.bits, workers=int(opts.workers),
+                                             executor=executor)
         sens_s = sensitivity.seconds
     calibration = None
     if opts.max_accuracy_loss is not None:
@@ -69,27 +76,34 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
             raise ConfigError("--max-accuracy-loss needs the simulator-backed sensitivity model, "
                               "not a plain fidelity function")
         t_cal = time.perf_counter()
-        calibration = calibrate_sqnr_bound(sensitivity, space, labels, opts.max_accuracy_loss)
+        calibration = calibrate_sqnr_bound(sensitivity, space, labels, opts.max_accuracy_loss, executor)
         min_sqnr = calibration["min_sqnr_db"]
         sens_s += time.perf_counter() - t_cal
     if space.has_precision:
         space = start_at_uniform_width(space, sensitivity, min_sqnr)
+    # a small hardware-only space is cheaper to cost whole than to search: the exact optimum
+    enumerated = not space.has_precision and 0 < space.size <= int(opts.enumerate_up_to)
+    agent, budget = ("exhaustive", space.size) if enumerated else (opts.agent, int(opts.budget))
     ev = Evaluator(space, cost, fidelity=sensitivity if space.has_precision else None,
-                   min_sqnr=min_sqnr if space.has_precision else None, budget=int(opts.budget), agent=opts.agent,
+                   min_sqnr=min_sqnr if space.has_precision else None, budget=budget, agent=agent,
                    on_evaluation=progress, features=_features(graph, board_obj))
-    cost_workers = int(opts.workers) if _agents.batches(opts.agent) else 1
-    _search(ev, opts.agent, opts.seed, cost, cost_workers)
+    cost_workers = int(opts.workers) if _agents.batches(agent) else 1
+    _search(ev, agent, opts.seed, cost, cost_workers)
     initial = ev.cache.get(space.initial)
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr,
-                            agent=opts.agent).evaluate(space.initial)
-    run = SearchRun(graph.name, board_name, opts.agent, int(opts.seed), int(opts.budget), workers=cost_workers)
+                            agent=agent).evaluate(space.initial)
+    run = SearchRun(graph.name, board_name, agent, int(opts.seed), budget, workers=cost_workers)
     bound = FidelityBound(min_sqnr, None if opts.max_accuracy_loss is None else float(opts.max_accuracy_loss),
                           calibration)
-    result = ExploreResult(run, space, ev, None, initial, bound=bound, timings=Timings(sensitivity_s=sens_s))
+    result = ExploreResult(run, space, ev, None, initial, bound=bound, timings=Timings(sensitivity_s=sens_s),
+                           enumerated=enumerated)
+    if enumerated:
+        result.notes.append(f"the hardware space ({space.size:,} points) was enumerated: the best design is the "
+                            f"exact optimum (--agent runs a search instead)")
     if calibration is not None and calibration.get("note"):
         result.notes.append(calibration["note"])
-    choose(result, sensitivity, labels)
+    choose(result, sensitivity, labels, executor)
     result.timings.wall_s = time.perf_counter() - t0
     return result
 
@@ -119,5 +133,6 @@ def _features(graph, board):
 
 
 __all__ = ["explore", "ExploreOptions", "ExploreResult", "SearchRun", "FidelityBound", "SimulatorChecks", "Timings",
-           "AGENTS", "DEFAULT_AGENT", "DEFAULT_BUDGET", "DEFAULT_MIN_SQNR", "FIXED_KNOBS", "VERIFY_CANDIDATES",
+           "AGENTS", "DEFAULT_AGENT", "DEFAULT_BUDGET", "DEFAULT_MIN_SQNR", "ENUMERATE_MAX_POINTS", "FIXED_KNOBS",
+           "VERIFY_CANDIDATES",
            "DesignSpace", "Evaluator", "Evaluation", "build_space", "calibrate_sqnr_bound", "check_accuracy_request"]

@@ -13,13 +13,14 @@ def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return 100.0 * float(np.mean(pred == labels))
 
 
-def calibrate_sqnr_bound(sensitivity, space: DesignSpace, labels, max_loss: float) -> dict:
+def calibrate_sqnr_bound(sensitivity, space: DesignSpace, labels, max_loss: float, executor=None) -> dict:
     """Derive the search's SQNR bound from an accuracy bound by measuring a few uniform designs.
 
     Every layer at one width b, widest first: the simulator measures top-1 accuracy and
     the sensitivity model gives the SQNR. The bound is the modelled SQNR of the narrowest
     width reached before the first one losing more than `max_loss` points (so every wider
     uniform design also met the bound). If even the widest fails, DEFAULT_MIN_SQNR is kept.
+    With `executor` every width is simulated at once, as its tasks (the same rows).
     """
     from ..errors import AccumulatorOverflow
 
@@ -27,6 +28,8 @@ def calibrate_sqnr_bound(sensitivity, space: DesignSpace, labels, max_loss: floa
     layers = list(space.precision(space.initial))
     widths = next(k.values for k in space.knobs if k.role != "hw")
     rows, chosen = [], None
+    if executor is not None:
+        sensitivity.presimulate([{layer: {"w_bits": b, "a_bits": b} for layer in layers} for b in widths], executor)
     for b in sorted(widths, reverse=True):
         bits = {layer: {"w_bits": b, "a_bits": b} for layer in layers}
         row = {"bits": int(b), "model_db": round(sensitivity.sqnr(bits), 2)}

@@ -50,11 +50,13 @@ class SensitivityModel:
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
-    def build(cls, graph: Graph, calib: np.ndarray | None, bits, workers: int = 1) -> "SensitivityModel":
+    def build(cls, graph: Graph, calib: np.ndarray | None, bits, workers: int = 1,
+              executor=None) -> "SensitivityModel":
         """Quantise at every width and measure every tensor's noise power.
 
         `workers` > 1 spreads the per-layer noise measurements over that many forked
-        processes (POSIX only); the result is the same as the serial build, bit for bit.
+        processes (POSIX only); `executor` (a Ray cluster) runs them as its tasks instead.
+        The result is the same as the serial build, bit for bit.
         """
         import time
 
@@ -66,7 +68,7 @@ class SensitivityModel:
         calib = as_batch(graph, calib, "calibration data", error=ConfigError, strict=False)
         model = cls(graph, calib, tuple(sorted(bits)))
         widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
-        formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib))
+        formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib), executor)
         model.base_formats = dict(zip(widths, formats))
         # One task per noise term: the input's rounding first, then every
         # (layer, width, role) in order.
@@ -97,7 +99,7 @@ class SensitivityModel:
                 if model.signal_power <= 0:
                     raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
                 # tasks near the input re-run the whole network: they come first, spread over the workers
-                results = fork_map(_worker_noise, tasks, workers, (model, ref, y))
+                results = fork_map(_worker_noise, tasks, workers, (model, ref, y), executor)
         finally:
             for layer in graph.layers:
                 if layer.name in saved:
@@ -193,15 +195,50 @@ class SensitivityModel:
         """Output SQNR (dB) of the bit-accurate simulator for these widths, on the calibration data."""
         from ..sim import simulate, sqnr_db
 
-        res = simulate(self.graph, self.formats_for(bits), self.calib, keep="output")
+        out = self._presimulated_output(bits)
+        if out is None:
+            out = simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats[self.graph.output]
         ref = float_ref.execute(self.graph, self.calib)[self.graph.output]
-        return float(sqnr_db(ref, res.floats[self.graph.output]))
+        return float(sqnr_db(ref, out))
 
     def simulated_output(self, bits: dict) -> np.ndarray:
         """The bit-accurate simulator's output (as floats) for these widths, on the calibration data."""
         from ..sim import simulate
 
+        out = self._presimulated_output(bits)
+        if out is not None:
+            return out
         return simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats[self.graph.output]
+
+    def presimulate(self, points: list[dict], executor=None) -> None:
+        """Simulate these designs now, as the executor's tasks (one per design, all at once).
+
+        Later simulated_output / simulated_sqnr calls on them take these results (or raise
+        their AccumulatorOverflow): the same values as simulating here, only computed
+        elsewhere and in parallel. Without an executor nothing is done ahead.
+        """
+        if executor is None:
+            return
+        if getattr(self, "_presimulated", None) is None:
+            self._presimulated = {}
+        todo: dict = {}
+        for bits in points:
+            key = _bits_key(bits)
+            if key not in self._presimulated:
+                todo.setdefault(key, bits)
+        if not todo:
+            return
+        executor.share(self)
+        self._presimulated.update(zip(todo, executor.map(_worker_simulate, list(todo.values()))))
+
+    def _presimulated_output(self, bits: dict):
+        hit = (getattr(self, "_presimulated", None) or {}).get(_bits_key(bits))
+        if hit is None:
+            return None
+        out, err = hit
+        if err is not None:
+            raise err
+        return out
 
     def float_output(self) -> np.ndarray:
         """The float model's output on the calibration data (computed once)."""
@@ -230,6 +267,19 @@ class SensitivityModel:
 def _worker_noise(task) -> float:
     model, ref, y = shared()
     return model._task_noise(ref, y, task)
+
+
+def _bits_key(bits: dict) -> tuple:
+    return tuple(sorted((layer, role, int(b)) for layer, roles in bits.items() for role, b in roles.items()))
+
+
+def _worker_simulate(bits: dict):
+    from ..errors import AccumulatorOverflow
+
+    try:
+        return shared().simulated_output(bits), None
+    except AccumulatorOverflow as err:
+        return None, err
 
 
 def _worker_quantize(bits: int):

@@ -13,9 +13,13 @@ DEFAULT_AGENT = "ppo"
 DEFAULT_BUDGET = 1000
 #: SQNR bound (dB) used when precision is explored without --min-sqnr
 DEFAULT_MIN_SQNR = 30.0
-#: fc_batch > 1 only amortises dense weights over several images, which the generated
-#: host never does (it runs one image at a time): the explorer keeps it at 1.
-FIXED_KNOBS = {"fc_batch": [1]}
+#: knobs the explorer holds at given values (none now: the generated host batches the
+#: dense layers, so fc_batch is searched like the other knobs)
+FIXED_KNOBS: dict[str, list] = {}
+#: without --agent or --budget, `cnn2gate explore` enumerates hardware-only spaces up to this
+#: many points: costing a point takes 0.08-0.22 ms (digits, AlexNet, VGG-16 on a10), PPO at
+#: the default budget 3-6 s, so 20,000 points cost at most about what PPO's run does
+ENUMERATE_MAX_POINTS = 20_000
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: calib and labels are arrays
@@ -33,6 +37,9 @@ class ExploreOptions:
     workers: processes that cost design points (and build the sensitivity model); agents
     that propose points in batches (ppo, bo, random, exhaustive) cost them in parallel.
     The result does not depend on it.
+    enumerate_up_to: cost every point instead of running the agent when the space is
+    hardware-only and has at most this many points (the result is then the exact optimum);
+    0, the default here, never does. The CLI sets it unless --agent is given.
     """
 
     agent: str = DEFAULT_AGENT
@@ -45,6 +52,10 @@ class ExploreOptions:
     max_accuracy_loss: float | None = None
     calib: np.ndarray | None = None
     labels: np.ndarray | None = None
+    enumerate_up_to: int = 0
+    #: Ray cluster address (`auto`: RAY_ADDRESS): the sensitivity build and the simulator checks run
+    #: there as tasks; the result does not depend on it (docs/cluster.md)
+    cluster: str | None = None
 
     def validate(self) -> np.ndarray | None:
         """Raise ConfigError for a bad request; returns the labels as a 1-D int array (or None)."""

@@ -22,19 +22,20 @@ class ProgressBar:
         now = time.perf_counter()
         if self._t0 is None:
             self._t0 = now
-        if now - self._last >= self.period or ev.n_evals >= self.budget:
+        if now - self._last >= self.period or ev.n_evals >= (ev.budget or self.budget):
             self._last = now
             self.draw(ev)
 
     def draw(self, ev) -> None:
         n = ev.n_evals
-        done = min(n / self.budget, 1.0)
+        total = ev.budget or self.budget  # the evaluator's: an enumerated space sets its own
+        done = min(n / total, 1.0)
         bar = "#" * int(done * self.width) + "." * (self.width - int(done * self.width))
         best = ev.best_feasible()
         best_txt = f"best {best.total_ms:.3f} ms" if best is not None else "best -"
         elapsed = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
         rate = f"{n / elapsed:.0f} evals/s" if elapsed >= 0.1 else "- evals/s"
-        self.stream.write(f"\r[{bar}] {n}/{self.budget} evals  {best_txt}  feasible {self._feasible}/{n}  {rate} ")
+        self.stream.write(f"\r[{bar}] {n}/{total} evals  {best_txt}  feasible {self._feasible}/{n}  {rate} ")
         self.stream.flush()
 
     def close(self, ev) -> None:

@@ -57,6 +57,7 @@ class ExploreResult:
     checks: SimulatorChecks = field(default_factory=SimulatorChecks)
     timings: Timings = field(default_factory=Timings)
     notes: list = field(default_factory=list)
+    enumerated: bool = False  # every point of the space was costed: best is the exact optimum
 
     @property
     def history(self) -> list[Evaluation]:
@@ -86,7 +87,7 @@ class ExploreResult:
         best = self.best
         doc = {
             "model": run.model, "board": run.board, "agent": run.agent, "seed": run.seed,
-            "budget": run.budget, "evaluations": ev.n_evals, "requests": ev.requests,
+            "budget": run.budget, "enumerated": self.enumerated, "evaluations": ev.n_evals, "requests": ev.requests,
             "cache_hits": ev.requests - ev.n_evals,
             "space": {"size": self.space.size, "knobs": {k.name: list(k.values) for k in self.space.knobs},
                       "precision": self.space.has_precision, "fixed": FIXED_KNOBS},

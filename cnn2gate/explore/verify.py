@@ -10,13 +10,14 @@ from .evaluator import Evaluation
 VERIFY_CANDIDATES = 5
 
 
-def choose(result, sensitivity, labels=None) -> None:
+def choose(result, sensitivity, labels=None, executor=None) -> None:
     """Set result.best (and, with precision, result.formats and result.checks); notes on failure.
 
     Without precision the best feasible design is taken as is. With precision, the first
     of the VERIFY_CANDIDATES best that the simulator confirms: output SQNR at least the
     bound or, with an accuracy bound, simulated top-1 accuracy on the labelled inputs within
-    `max_accuracy_loss` points of the float model's.
+    `max_accuracy_loss` points of the float model's. With `executor` the candidates and the
+    fidelity-check points are simulated at once, as its tasks (the same choice and checks).
     """
     feasible = sorted((e for e in result.history if e.feasible), key=Evaluation.key)
     if not feasible:
@@ -35,6 +36,9 @@ def choose(result, sensitivity, labels=None) -> None:
     bound, checks = result.bound, result.checks
     by_accuracy = bound.max_accuracy_loss is not None
     float_acc = top1_accuracy(sensitivity.float_output(), labels) if by_accuracy else None
+    pts = [e.bits for e in _spread(result.history, 6)]
+    if executor is not None:
+        sensitivity.presimulate([c.bits for c in feasible[:VERIFY_CANDIDATES]] + pts, executor)
     tried = []
     for cand in feasible[:VERIFY_CANDIDATES]:
         try:
@@ -67,7 +71,6 @@ def choose(result, sensitivity, labels=None) -> None:
         what = (f"an accuracy loss within {bound.max_accuracy_loss} points" if by_accuracy
                 else f"{bound.min_sqnr} dB")
         result.notes.append(f"none of the {len(tried)} best designs reached {what} in the simulator")
-    pts = [e.bits for e in _spread(result.history, 6)]
     checks.fidelity_check = sensitivity.check_against_simulator(pts)
 
 

@@ -15,7 +15,6 @@ from ..errors import ModelError
 from ..ir.layers import GRAPH_INPUT, Graph, Layer
 from ..ops.base import Unsupported
 from .names import NameAllocator, sanitize
-from .passes.activations import activation_of
 from .passes.base import const_of
 from .passes.canonical import is_dense
 from .passes.layout import flatten_to_2d, perm_of
@@ -24,7 +23,7 @@ from .wgraph import INTERNAL, Node, WGraph
 #: ONNX ops the front end accepts (the table in docs/frontend.md): those an operator builds a
 #: layer from, and those the rewrite passes fold, fuse or drop.
 SUPPORTED_OPS = sorted({op_type for op in ops.OPS for op_type in op.onnx_types} | {
-    "MatMul", "BatchNormalization", "Sum", "Relu", "LeakyRelu", "Clip", "ReduceMean", "Flatten", "Reshape",
+    "MatMul", "BatchNormalization", "Sum", "ReduceMean", "Flatten", "Reshape",
     "Squeeze", "Transpose", "Pad", "Softmax", "Dropout", "Identity", "Cast", "Constant", "Shape", "Gather",
     "Unsqueeze", "Slice", "ConstantOfShape", "Range",
 })
@@ -110,17 +109,6 @@ class Lowering:
             raise Unsupported(f"a flattened tensor may only feed dense layers, not {bad[0].label}")
         self.alias(n)
 
-    def activation(self, n: Node) -> None:
-        if activation_of(self.g, n) is None:
-            if n.op == "Clip":
-                raise Unsupported("only Clip(0, 6) (ReLU6) and Clip(0, +inf) (ReLU) are supported, with constant bounds")
-            raise Unsupported("op not supported")
-        p = self.g.producer(n.inputs[0])
-        if p is None:
-            raise Unsupported("an activation on the graph input has no layer to fuse into")
-        raise Unsupported(f"cannot be fused into its producer {p.label}: the producer feeds other nodes, already "
-                          "has an activation, or is not a layer")
-
     def transpose(self, n: Node) -> None:
         raise Unsupported(f"a Transpose with perm {perm_of(n)} that is not a layout change the front end can absorb "
                           "(input NHWC→NCHW, or NHWC before a Flatten into a dense layer)")
@@ -136,8 +124,7 @@ class Lowering:
         self.alias(n)
 
     HANDLERS = {
-        "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Relu": activation, "LeakyRelu": activation,
-        "Clip": activation, "Transpose": transpose, "Softmax": softmax_op,
+        "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Transpose": transpose, "Softmax": softmax_op,
     }
 
     # -- driver ----------------------------------------------------------------
@@ -207,6 +194,16 @@ def _format_errors(g: WGraph, errors: list[tuple[Node, str]]) -> str:
     return "\n".join(lines)
 
 
+def _declared_output(onnx_shape, ir_shape) -> tuple[int, ...] | None:
+    """The ONNX output shape (batch dropped) when only size-1 axes tell it from the IR's."""
+    if not onnx_shape or onnx_shape[0] != 1:
+        return None
+    declared = tuple(int(d) for d in onnx_shape[1:])
+    if declared == tuple(ir_shape) or [d for d in declared if d != 1] != [d for d in ir_shape if d != 1]:
+        return None
+    return declared
+
+
 def lower(g: WGraph) -> Graph:
     low = Lowering(g)
     low.run()
@@ -216,7 +213,9 @@ def lower(g: WGraph) -> Graph:
     if out_layer is None or out_layer == GRAPH_INPUT:
         raise ModelError(f"{g.source}: the graph output {g.output!r} is not computed by any supported layer")
     graph = Graph(name=sanitize(g.name, "model"), input_shape=tuple(g.shapes[g.input][1:]), layers=low.layers,
-                  output=out_layer, softmax=low.softmax, input_source=g.input, meta=dict(g.meta))
+                  output=out_layer, softmax=low.softmax, input_source=g.input, meta=dict(g.meta),
+                  input_layout=g.meta.get("input_layout", "NCHW"))
+    graph.declared_output = _declared_output(g.shape(g.output), graph.output_shape)
     try:
         graph.validate()
     except ValueError as err:

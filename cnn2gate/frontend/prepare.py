@@ -16,7 +16,7 @@ from ..errors import ModelError
 #: Graphs older than this are upgraded to it; newer ones are read as they are (the few
 #: ops whose form changed after 13 are normalised by the passes).
 CANONICAL_OPSET = 13
-_OLDEST_OPSET = 7
+_OLDEST_OPSET = 1
 
 #: Ops that only move data between layout steps; walked through to find a leading Transpose.
 _PASSTHROUGH = {"Cast", "Identity"}
@@ -44,13 +44,124 @@ def check(model: onnx.ModelProto, source: str, path: str | None = None) -> None:
 def upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     opset = default_opset(model)
     if opset < _OLDEST_OPSET:
-        raise ModelError(f"{source}: opset {opset} is too old (oldest supported: {_OLDEST_OPSET})")
+        raise ModelError(f"{source}: opset {opset} is not a valid ONNX opset (oldest: {_OLDEST_OPSET})")
     if opset >= CANONICAL_OPSET:
         return model
+    if opset < 7:
+        _align_legacy_broadcast(model)
     try:
         return version_converter.convert_version(model, CANONICAL_OPSET)
-    except (RuntimeError, ValueError, IndexError) as err:
-        raise ModelError(f"{source}: cannot convert opset {opset} to {CANONICAL_OPSET}: {err}") from err
+    except Exception:  # noqa: BLE001 - old adapters need shapes; retry one opset at a time below
+        pass
+    # Adapters of the oldest opsets read input shapes, and the ops of opsets < 6 have no shape
+    # inference of their own: upgrade one step at a time, re-inferring shapes after each.
+    for target in range(opset + 1, CANONICAL_OPSET + 1):
+        step = _loose_shapes(model)
+        try:
+            model = version_converter.convert_version(step, target)
+        except Exception as err:  # noqa: BLE001 - the converter raises bare RuntimeErrors and others
+            raise ModelError(f"{source}: cannot convert opset {opset} to {CANONICAL_OPSET}: "
+                             f"{_failing_nodes(step, target)}: {_first_line(err)}") from err
+    return model
+
+
+#: Binary ops that took `broadcast`/`axis` attributes before opset 7.
+_LEGACY_BROADCAST = {"Add", "Sub", "Mul", "Div"}
+
+
+def _align_legacy_broadcast(model: onnx.ModelProto) -> None:
+    """Before opset 7 a constant B was aligned with A from `axis` (Caffe2's per-channel Scale:
+    B of shape (C,), axis=1). The converter unsqueezes such a B by one axis too many, so B is
+    given its trailing 1s here (numpy form) and `axis` dropped, which it then converts as is."""
+    shaped = model
+    if default_opset(model) < 6:  # ops before 6 have no shape inference; their opset-6 forms do
+        try:
+            shaped = version_converter.convert_version(model, 6)
+        except Exception:  # noqa: BLE001 - then the ranks stay unknown and B is left alone
+            pass
+    shaped = _loose_shapes(shaped)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim)
+             for v in list(shaped.graph.input) + list(shaped.graph.value_info)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    inits = {t.name: t for t in model.graph.initializer}
+    declared = {i.name: i for i in model.graph.input}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type not in _LEGACY_BROADCAST or len(node.input) != 2 or attrs.get("broadcast") != 1:
+            continue
+        a, b = node.input
+        if "axis" not in attrs or b not in inits or uses.get(b) != 1 or a not in ranks:
+            continue
+        axis = attrs["axis"] + ranks[a] if attrs["axis"] < 0 else attrs["axis"]
+        pad = ranks[a] - axis - len(inits[b].dims)
+        if pad <= 0:
+            continue
+        inits[b].dims.extend([1] * pad)
+        if b in declared and declared[b].type.tensor_type.HasField("shape"):
+            for _ in range(pad):
+                declared[b].type.tensor_type.shape.dim.add().dim_value = 1
+        keep = [x for x in node.attribute if x.name != "axis"]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line.rsplit("failed: ", 1)[-1]  # drop the converter's C++ assertion prefix
+
+
+def _loose_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with whatever shapes inference can work out (none where its ops have no rule)."""
+    try:
+        inferred = shape_inference.infer_shapes(light_copy(model))
+    except Exception:  # noqa: BLE001 - best effort: the converter reports what it still lacks
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(inferred.graph.value_info)
+    return out
+
+
+def _failing_nodes(model: onnx.ModelProto, target: int) -> str:
+    """The node(s) whose op changes at opset `target`, found by converting each one alone."""
+    changing = []
+    for node in model.graph.node:
+        try:
+            if onnx.defs.get_schema(node.op_type, target, node.domain).since_version == target:
+                changing.append(node)
+        except Exception:  # noqa: BLE001 - an unknown op: the converter's own message says so
+            changing.append(node)
+    culprits = [n for n in changing if not _converts_alone(model, n, target)] or changing
+    shown = ", ".join(f"node {n.name or '(unnamed)'!r} ({n.op_type})" for n in culprits[:5])
+    more = f" and {len(culprits) - 5} more" if len(culprits) > 5 else ""
+    return f"at opset {target - 1} -> {target}, {shown or 'the graph'}{more}"
+
+
+def _converts_alone(model: onnx.ModelProto, node: onnx.NodeProto, target: int) -> bool:
+    g = model.graph
+    typed = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
+    inits = {t.name: t for t in g.initializer}
+    inputs, weights = [], []
+    for name in node.input:
+        if name in inits:
+            weights.append(inits[name])
+            inputs.append(onnx.helper.make_tensor_value_info(name, inits[name].data_type, list(inits[name].dims)))
+        elif name in typed:
+            inputs.append(typed[name])
+    outputs = [typed.get(o) or onnx.helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    one = onnx.helper.make_model(onnx.helper.make_graph([node], "one", inputs, outputs, initializer=weights),
+                                 opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    try:
+        version_converter.convert_version(one, target)
+    except Exception:  # noqa: BLE001 - this node is (one of) the culprit(s)
+        return False
+    return True
 
 
 def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

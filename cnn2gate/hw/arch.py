@@ -34,6 +34,7 @@ class Arch:
     write_lane_serial: bool = False  # memWrite stores one lane per cycle (NDRange, local size LANE_NUM)
     scalar_ports: bool = False  # tensors accessed element by element in unrolled loops (one LSU each)
     pool_line_depth: int = 0  # fixed pooling line-buffer depth (0: sized from the model)
+    batch_windows: bool = False  # batched dense layers hold fc_batch windows (PipeCNN's FC batching)
 
     def has_kernel(self, kernel: str) -> bool:
         """Whether the architecture has `kernel` at all (an operator without one falls back)."""
@@ -46,4 +47,5 @@ PIPECNN_KERNELS = ("mem_read", "conv_core", "mem_write", "pool", "lrn")
 GENERATED = Arch("generated", window_buffers=1, channel_depth=CHANNEL_DEPTH, pool_in_stream=False,
                  fixed_kernels=(), scalar_ports=True)
 PIPECNN = Arch("pipecnn", window_buffers=2, channel_depth=0, pool_in_stream=True,
-               fixed_kernels=PIPECNN_KERNELS, write_lane_serial=True, pool_line_depth=224)
+               fixed_kernels=PIPECNN_KERNELS, write_lane_serial=True, pool_line_depth=224,
+               batch_windows=True)

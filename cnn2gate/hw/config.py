@@ -6,8 +6,8 @@ JSON with lower-case keys named after the architecture parameters (docs/cost-mod
 * `lane_num` (LANE_NUM): output channels computed in parallel, 1..128;
 * `conv_gp_size_x` (CONV_GP_SIZE_X): output columns sharing one input-window load, 1..16;
 * `fc_batch`: images per weight pass of the dense layers, 1..16 (default 1). The
-  generated host runs one image at a time, so values above 1 are a cost-model
-  what-if (PipeCNN-style FC batching), reported per image;
+  generated host runs images in groups of fc_batch: other layers image by image, each
+  dense layer once per group; latency is reported per image;
 * `fmax_mhz`: optional kernel clock override (default: the board's typical clock).
 
 Unknown keys are an error; missing keys take the board's `[defaults]`.

@@ -66,6 +66,12 @@ class Graph:
     softmax: bool = False  # a final Softmax, run on the host in float
     input_source: str = ""  # the ONNX input's name
     meta: dict = field(default_factory=dict)
+    #: How the ONNX model declares its input: "NHWC" when the front end absorbed the transpose
+    #: into the channels-first IR; user data is accepted in this layout (cnn2gate.batch).
+    input_layout: str = "NCHW"
+    #: The ONNX output's shape without batch, when it differs from the IR's only by size-1
+    #: axes (a squeezed global pool gives (1000,) where the IR has (1000, 1, 1)).
+    declared_output: Shape | None = None
 
     def __post_init__(self) -> None:
         self._by_name = {layer.name: layer for layer in self.layers}
@@ -87,6 +93,20 @@ class Graph:
     @property
     def output_shape(self) -> Shape:
         return self.layer(self.output).out_shape
+
+    @property
+    def declared_input_shape(self) -> Shape:
+        """One input sample as the ONNX model declares it (the IR itself is channels-first)."""
+        if self.input_layout == "NHWC":
+            c, h, w = self.input_shape
+            return (h, w, c)
+        return tuple(self.input_shape)
+
+    def user_outputs(self, y: np.ndarray) -> np.ndarray:
+        """A batch of outputs (N, *output_shape) in the shape the ONNX model declares."""
+        if self.declared_output is None:
+            return y
+        return y.reshape((y.shape[0],) + tuple(self.declared_output))
 
     def consumers(self, name: str) -> list[Layer]:
         return [layer for layer in self.layers if name in layer.inputs]

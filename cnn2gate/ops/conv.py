@@ -25,6 +25,11 @@ from . import kernel_args as K
 from .base import KernelLayer, Op, Unsupported, ceil_div, ceil_to, chw, int32
 
 CHAIN = ("mem_read", "conv_core", "mem_write")
+#: images per call (the host's `n`: fc_batch or fewer for a batched layer, else 1) and the
+#: distance in data_t between two images' copies of a buffer (the host's slots)
+IMAGES = K.num("images", "n")
+IN_STRIDE = K.num("in_img_stride", "rt.stride[L.in[0].buf]")
+OUT_STRIDE = K.num("out_img_stride", "rt.stride[L.out.buf]")
 GEOMETRY_FIELDS = ("k_h", "k_w", "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l")
 
 
@@ -247,7 +252,9 @@ class ConvOp(Op):
 
     def buffer_needs(self, k, hw, arch) -> dict:
         cv = ceil_div(k.cg, hw.vec_size)
-        batch = hw.fc_batch if self.batched else 1
+        # the generated mem_read reuses the block's weight buffer for every image of a
+        # batch and loads their windows one after the other: one window is enough
+        batch = hw.fc_batch if self.batched and arch.batch_windows else 1
         return {"window_depth": k.kh * k.window_width(hw.conv_gp_size_x) * cv * batch,
                 "weight_depth": k.kh * k.kw * cv}
 
@@ -278,15 +285,17 @@ class ConvOp(Op):
         return {
             "mem_read": [
                 K.IN0, K.Arg("weights", "__global const wvec_t *restrict", "rt.weights[index]"), K.IN_OFF,
+                IN_STRIDE, IMAGES,
                 *K.fields("in_h", "in_w", "groups", "cg", "cv", "mb_num", "out_h", "out_w", "k_h", "k_w",
                           "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
             ],
             "conv_core": [
                 K.Arg("bias", K.INTS, "rt.biases[index]"),
-                K.num("blocks", "L.groups * L.mb_num"), K.num("pixels", "L.out_h * L.out_w"),
+                K.num("blocks", "L.groups * L.mb_num"), K.num("pixels", "n * L.out_h * L.out_w"),
                 K.num("k_len", "L.cv * L.k_h * L.k_w"), *K.REQUANT,
             ],
-            "mem_write": [K.OUT_ARG, K.OUT_OFF, *K.fields("out_h", "out_w", "groups", "mg", "mb_num")],
+            "mem_write": [K.OUT_ARG, K.OUT_OFF, OUT_STRIDE, IMAGES,
+                          *K.fields("out_h", "out_w", "groups", "mg", "mb_num")],
         }[kernel]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
@@ -337,7 +346,8 @@ def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
     compute = blocks * k.oh * k.ow * wvecs
     nbytes = (blocks * (wvecs * lanes * v * b + 4 * lanes)) / batch \
         + blocks * windows * k.kh * ww * cv * v * b + out_bytes
-    return cycles.LayerCost(k.name, k.kind, busy + ctx.launch, compute, cycles.bound(compute, busy), 2 * k.macs,
+    # the host launches a batched layer once per batch of images
+    return cycles.LayerCost(k.name, k.kind, busy + ctx.launch / batch, compute, cycles.bound(compute, busy), 2 * k.macs,
                             round(nbytes))
 
 

@@ -10,16 +10,19 @@ from .formats import Formats, LayerFormat, QFormat, from_pipecnn, in_formats, lo
 from .params import QLayer, QuantizedGraph, quantize_params
 
 
-def quantize(graph: Graph, calib=None, *, bits: int = 8, method: str = "mse", weight_bits: int | None = None) -> Formats:
+def quantize(graph: Graph, calib=None, *, bits: int = 8, method: str = "mse", weight_bits: int | None = None,
+             executor=None) -> Formats:
     """Per-layer formats for `graph` from calibration inputs run through the float executor.
 
     calib: float batch (N, C, H, W); None uses a deterministic synthetic set (recorded in
     formats.stats["calibration"]). method: "maxabs", "percentile" or "mse".
+    executor: a `cnn2gate.executor` executor whose shared object is `graph`: the float
+    runs over the calibration batches become its tasks (same formats).
     """
     weight_bits = bits if weight_bits is None else weight_bits
     for b in (bits, weight_bits):
         QFormat(b, 0)  # validates the bit width
-    formats = calibrate(graph, calib, bits, method, weight_bits)
+    formats = calibrate(graph, calib, bits, method, weight_bits, executor)
     validate(formats, graph, "quantizer")
     return formats
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import ops
-from ..batch import as_batch
+from ..batch import as_batch, internal_batch
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
 from . import fixedpoint as fx
@@ -73,23 +73,46 @@ def synthetic_calibration(graph: Graph) -> np.ndarray:
     """Deterministic normal(0, 1) inputs: 16 samples, fewer for big models (at least 2)."""
     n = int(min(SYNTHETIC["samples"], max(2, BATCH_MACS // max(graph.total_macs(), 1))))
     rng = np.random.default_rng(SYNTHETIC["seed"])
-    return rng.standard_normal((n,) + tuple(graph.input_shape))
+    return internal_batch(rng.standard_normal((n,) + tuple(graph.input_shape)))
 
 
-def collect(graph: Graph, calib: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def _batch_stats(graph: Graph, x: np.ndarray, seed: int, size: int):
+    """One calibration batch: per tensor its max |value| and a sample of at most `size` values."""
+    values = float_ref.execute(graph, x)
+    values[GRAPH_INPUT] = x
+    return [(name, float(np.max(np.abs(v))) if v.size else 0.0, _sample(v, seed=seed, size=size))
+            for name, v in values.items()]
+
+
+def _batch_task(task):
+    from ..executor import shared
+
+    return _batch_stats(shared(), *task)
+
+
+def collect(graph: Graph, calib: np.ndarray, executor=None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Run the float executor batch by batch; per tensor the exact max |value| and a random
-    sample of at most SAMPLE values (memory stays bounded for big models and sets)."""
+    sample of at most SAMPLE values (memory stays bounded for big models and sets).
+
+    executor: run the batches as its tasks (its shared object must be `graph`); the
+    batches and their sampling seeds do not depend on it, and the results are merged
+    in batch order, so the statistics are the same as in this process.
+    """
     n = calib.shape[0]
     batch = int(max(1, min(n, BATCH_MACS // max(graph.total_macs(), 1))))
     n_batches = -(-n // batch)
+    size = SAMPLE // n_batches + 1
+    tasks = [(calib[i : i + batch], i, size) for i in range(0, n, batch)]
+    if executor is None:
+        results = (_batch_stats(graph, *t) for t in tasks)  # one batch's activations in memory at a time
+    else:
+        results = executor.map(_batch_task, tasks)
     max_abs: dict[str, float] = {}
     parts: dict[str, list[np.ndarray]] = {}
-    for i in range(0, n, batch):
-        values = float_ref.execute(graph, calib[i : i + batch])
-        values[GRAPH_INPUT] = calib[i : i + batch]
-        for name, v in values.items():
-            max_abs[name] = max(max_abs.get(name, 0.0), float(np.max(np.abs(v))) if v.size else 0.0)
-            parts.setdefault(name, []).append(_sample(v, seed=i, size=SAMPLE // n_batches + 1))
+    for stats in results:
+        for name, m, sample in stats:
+            max_abs[name] = max(max_abs.get(name, 0.0), m)
+            parts.setdefault(name, []).append(sample)
     return max_abs, {name: np.concatenate(p) for name, p in parts.items()}
 
 
@@ -125,7 +148,7 @@ def _acc_fits(wq_abs_rowsum: np.ndarray, bias_q: np.ndarray, in_bits: int) -> bo
     return bool(bound.size == 0 or bound.max() <= (1 << 31) - 1)
 
 
-def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int) -> Formats:
+def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int, executor=None) -> Formats:
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     source = {"kind": "user", "samples": None}
@@ -134,7 +157,7 @@ def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int) -> 
         source = dict(SYNTHETIC)
     calib = as_batch(graph, calib, "calibration data", error=ValueError, strict=False)
     source["samples"] = int(calib.shape[0])
-    max_abs, samples = collect(graph, calib)
+    max_abs, samples = collect(graph, calib, executor)
 
     groups = tied_tensors(graph)
     members: dict[str, list[str]] = {}

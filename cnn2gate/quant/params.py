@@ -39,6 +39,10 @@ class QLayer:
     in_shifts: list[int] = field(default_factory=list)
     cache: dict = field(default_factory=dict, repr=False)  # derived data of the simulator's fast path
 
+    def __getstate__(self):
+        # The cache holds onnxruntime sessions (not picklable) and is rebuilt on first use.
+        return {**self.__dict__, "cache": {}}
+
     @property
     def name(self) -> str:
         return self.layer.name

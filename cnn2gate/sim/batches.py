@@ -1,0 +1,71 @@
+"""Simulate a large input set in chunks, on any executor (cnn2gate.executor).
+
+The graph and formats are the executor's shared object (shipped once); each task is
+one chunk of inputs and returns that chunk's outputs, warnings and per-layer statistics.
+The chunks are put back together in input order, so the result does not depend on
+where (or in what order) the chunks ran.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..executor import SerialExecutor, shared
+from . import simulate
+
+
+@dataclass
+class BatchResult:
+    outputs: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, dict] = field(default_factory=dict)  # per layer, over every input
+    node_ids: list[str] = field(default_factory=list)  # Ray node of each chunk (distributed runs)
+
+
+def _run_chunk(chunk):
+    graph, qg, path, ints = shared()
+    res = simulate(graph, qg, chunk, path=path, keep="output")
+    return (res.output_int if ints else res.output_float), res.warnings, res.stats
+
+
+def merge_stats(per_chunk: list[dict]) -> dict:
+    """Per-layer statistics of several chunks as if they were one run: counts add, bits take the max."""
+    total: dict[str, dict] = {}
+    for stats in per_chunk:
+        for name, st in stats.items():
+            if name not in total:
+                total[name] = dict(st)
+                continue
+            t = total[name]
+            for k in ("sat_low", "sat_high", "outputs"):
+                t[k] += st[k]
+            for k in ("acc_bits", "bound_bits"):
+                if k in st:
+                    t[k] = max(t[k], st[k])
+    return total
+
+
+def simulate_batches(graph, qgraph, x: np.ndarray, *, batch_size: int = 64, path: str = "fast",
+                     ints: bool = False, executor=None, progress=None) -> BatchResult:
+    """Outputs (dequantised, or the output layer's integers with ints=True) for x, chunk by chunk.
+
+    executor: where the chunks run; built with shared object (graph, qgraph, path, ints)
+    (see `shared_object`). Default: this process. progress(n) as n more chunks finish.
+    """
+    chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    ex = executor if executor is not None else SerialExecutor(shared_object(graph, qgraph, path, ints))
+    results = ex.map(_run_chunk, chunks, progress=progress)
+    warnings: list[str] = []
+    for _, ws, _ in results:
+        warnings.extend(w for w in ws if w not in warnings)
+    return BatchResult(np.concatenate([out for out, _, _ in results]), warnings,
+                       merge_stats([st for _, _, st in results]), list(getattr(ex, "node_ids", [])))
+
+
+def shared_object(graph, qgraph, path: str = "fast", ints: bool = False):
+    """What every chunk needs: the executor's shared object for simulate_batches."""
+    return (graph, qgraph, path, ints)
+
+
+__all__ = ["simulate_batches", "shared_object", "merge_stats", "BatchResult"]
