@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .ir.layers import GRAPH_INPUT, Graph
-from .ops import LRN, Activation, Add, Concat, Conv, Dense, Pool
+from .ops import LRN, Activation, Add, Concat, Conv, Dense, Mul, Pool
 
 _ZERO = np.float32(0.0)
 
@@ -94,11 +94,18 @@ class Builder:
     def add(self, *srcs, act="none", name=None):
         return self._add(Add, name, list(srcs), act=act)
 
+    def mul(self, src, other, act="none", name=None):
+        """src (a map) times other: a map of its shape, or a per-channel vector (squeeze-excitation gate)."""
+        return self._add(Mul, name, [src, other], act=act)
+
     def concat(self, *srcs, name=None):
         return self._add(Concat, name, list(srcs))
 
-    def act(self, src, act="relu", alpha=None, name=None):
-        """A standalone activation layer (one its producer could not take over)."""
+    def act(self, src, act="relu", alpha=None, name=None, fn="none", fn_alpha=0.0, fn_beta=0.0):
+        """A standalone activation layer (one its producer could not take over), or the table
+        function `fn` (sigmoid, tanh, hardsigmoid, hardswish, silu; `act` is then ignored)."""
+        if fn != "none":
+            return self._add(Activation, name, [src], fn=fn, fn_alpha=fn_alpha, fn_beta=fn_beta)
         return self._add(Activation, name, [src], act=act, alpha=self.alpha if alpha is None else alpha)
 
     def build(self, output=None, softmax=False) -> Graph:

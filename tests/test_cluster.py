@@ -200,7 +200,8 @@ def test_distributed_explore_gives_the_same_history_and_design(cluster, tmp_path
     np.save(x, np.load(DIGITS_X)[:120])
     np.save(y, np.load(ROOT / "examples" / "digits" / "test_y.npy")[:120])
     outs = {}
-    for name, extra in (("local", ("--workers", "2")), ("dist", ("--cluster", c.address))):
+    # --workers 1: this process holds the cluster's Ray threads, and a fork pool must not start here
+    for name, extra in (("local", ("--workers", "1")), ("dist", ("--cluster", c.address))):
         outs[name] = tmp_path / name
         res = CliRunner().invoke(main, ["explore", str(DIGITS), "--board", "de1soc", "--precision", "--agent", "greedy",
                                         "--budget", "40", "--seed", "3", "--max-accuracy-loss", "1", "--calib", str(x),
@@ -215,6 +216,39 @@ def test_distributed_explore_gives_the_same_history_and_design(cluster, tmp_path
 def test_explore_cluster_needs_precision(tmp_path):
     res = CliRunner().invoke(main, ["explore", str(DIGITS), "--cluster", "127.0.0.1:1", "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--precision" in res.output, res.output
+
+
+def test_ctrl_c_leaves_no_tasks_behind(cluster, conv_model, tmp_path):
+    import signal
+    import time
+
+    c, _ = cluster
+    model, _ = conv_model
+    xs = tmp_path / "many.npy"
+    np.save(xs, np.random.default_rng(5).standard_normal((3000, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "y.npy"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([sys.executable, "-c", "from cnn2gate.cli import main; main()", "simulate", str(model),
+                             "--input", str(xs), "--batch-size", "1", "-o", str(out), "--cluster", c.address],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    while "simulating" not in seen:  # the progress bar starts once the tasks are submitted
+        line = proc.stderr.readline()
+        assert line, f"simulate ended early: {seen}"
+        seen += line
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 1 and "Aborted" in rest, (proc.returncode, rest)
+    assert not out.exists()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    try:
+        deadline = time.monotonic() + 15
+        while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+            assert time.monotonic() < deadline, "tasks of the interrupted run are still holding CPUs"
+            time.sleep(0.2)
+    finally:
+        ray.shutdown()
 
 
 def _ray_pids() -> set[int]:

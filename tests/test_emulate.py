@@ -19,7 +19,7 @@ from cnn2gate.emulate import runtime
 from cnn2gate.frontend import load_model
 from cnn2gate.ir import GRAPH_INPUT
 from cnn2gate.pipeline import compile_project
-from cnn2gate.quant import quantize
+from cnn2gate.quant import quantize, with_weight_bits
 from cnn2gate.zoo import Builder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,6 +303,27 @@ def test_wide_formats_use_short_storage(tmp_path):
     res = emulate_project(out, x, timeout=TIMEOUT, dump_dir=tmp_path / "dump")
     assert res.passed, res.summary()
     assert not any(res.layer_mismatches.values())
+
+
+@needs_emulator
+@pytest.mark.parametrize("cfg,widths", [("v4l4", (2, 4, 6, 8, 3, 5)), ("v8l3", (5, 3, 2, 6, 4, 8)),
+                                        ("v8l3", (12, 2, 16, 5, 3, 6))], ids=["v4l4", "v8l3", "v8l3-short"])
+def test_packed_weights_at_mixed_widths(tmp_path, cfg, widths):
+    """Every weighted layer (conv, grouped, depthwise, dilated, dense) at its own width: the
+    weight files hold packed words and the kernels unpack them bit-exactly."""
+    g = all_kinds_graph()
+    weighted = [layer.name for layer in g.layers if layer.has_weights]
+    bits = dict(zip(weighted, widths))
+    assert len(bits) == len(widths)
+    fm = with_weight_bits(g, quantize(g), bits)
+    out = compile_project(g, fm, "a10", CONFIGS[cfg], tmp_path / "p")
+    assert "int unpack_weight(" in (out / "device" / "cnn2gate.cl").read_text()
+    h = (out / "host" / "layers.h").read_text()
+    assert all(f"L.w_bits = {b};" in h for b in widths)
+    x = np.random.default_rng(6).uniform(-1, 1, (3,) + g.input_shape)
+    res = emulate_project(out, x, timeout=TIMEOUT, dump_dir=tmp_path / "dump")
+    assert res.passed, res.summary()
+    assert not any(res.layer_mismatches.values()), res.layer_mismatches
 
 
 def edge_graph():

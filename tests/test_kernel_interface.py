@@ -18,7 +18,7 @@ from cnn2gate.codegen.project import render_context
 from cnn2gate.codegen.render import render_all
 from cnn2gate.hw.arch import ADD_MAX_INPUTS, CHANNEL_DEPTH
 from cnn2gate.ir import GRAPH_INPUT
-from cnn2gate.quant import quantize, quantize_params
+from cnn2gate.quant import quantize, quantize_params, with_weight_bits
 from cnn2gate.ops.lrn import LRN_TABLE_SIZE, lrn_index
 from cnn2gate.quant.fixedpoint import MUL_FRAC
 from cnn2gate.zoo import Builder
@@ -27,7 +27,8 @@ CFG = {"vec_size": 4, "lane_num": 3, "conv_gp_size_x": 2}
 
 
 def every_kernel_graph():
-    """conv, dense, depthwise, pool, LRN, a 3-input add, a standalone activation and a concat: all eight kernels."""
+    """conv, dense, depthwise, pool, LRN, a 3-input add, a standalone activation, a product and a concat: all nine
+    kernels."""
     b = Builder("iface", (3, 8, 8), seed=4)
     x = b.conv(GRAPH_INPUT, 6, 3)
     x = b.lrn(x, size=3)
@@ -35,7 +36,7 @@ def every_kernel_graph():
     d = b.conv(p, 6, 3, groups=6, act="relu6")
     z = b.conv(p, 6, 1, act="none")
     a = b.add(d, z, p, act="relu")
-    c = b.concat(a, b.act(z, act="leaky"))
+    c = b.concat(a, b.act(z, act="leaky"), b.mul(d, z))
     b.dense(c, 5)
     return b.build()
 
@@ -167,6 +168,29 @@ def test_add_width_comes_from_the_constant(context):
     h, cl = files["host/layers.h"], files["device/cnn2gate.cl"]
     assert "View in[3];" in h and "int lsh[3];" in h and "L.lsh[3]" not in h
     assert "#define ADD_MAX_INPUTS 3" in cl and "in3" not in cl and "if (n_inputs > 2)" in cl
+
+
+def test_packed_weights_follow_the_packed_table():
+    """Weights at several widths: mem_read and dw_conv take packed words and the layer's
+    width; the kernels of a design at one width keep their data_t weights."""
+    g = every_kernel_graph()
+    fm = quantize(g)
+    weighted = [layer.name for layer in g.layers if layer.has_weights]
+    fm = with_weight_bits(g, fm, {n: (2, 4, 6, 3, 5)[i % 5] for i, n in enumerate(weighted)})
+    plan = make_plan(quantize_params(g, fm), HwConfig(**CFG))
+    assert plan.packed_weights
+    files = render(render_context(plan, "a10"))
+    packed = kernel_args(packed_weights=True)
+    assert mismatches(files, packed) == []
+    assert mismatches(files, KERNEL_ARGS)  # the data_t table no longer fits
+    changed = {k for k in KERNEL_ARGS if KERNEL_ARGS[k] != packed[k]}
+    assert changed == {"mem_read", "dw_conv"}
+    for k in changed:
+        assert packed[k][-1].name == "w_bits" and dict((a.name, a.cl_type) for a in packed[k])["weights"] == \
+            "__global const uint *restrict"
+    assert "int unpack_weight(" in files["device/cnn2gate.cl"]
+    assert "unpack_weight" not in render(render_context(make_plan(quantize_params(g, quantize(g)),
+                                                                   HwConfig(**CFG)), "a10"))["device/cnn2gate.cl"]
 
 
 def test_constants_have_one_owner_and_reach_the_sources(context):

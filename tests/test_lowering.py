@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from cnn2gate.codegen import make_plan
-from cnn2gate.codegen.project import render_context
+from cnn2gate.codegen.project import array_files, render_context
 from cnn2gate.codegen.render import render_all
 from cnn2gate.frontend import load_model
 from cnn2gate.hw import HwConfig, estimate, lower
 from cnn2gate.hw.arch import GENERATED
+from cnn2gate.hw.latency import cost_context
 from cnn2gate.ops.lowering import buffer_sizes
-from cnn2gate.quant import quantize, quantize_params
+from cnn2gate.quant import quantize, quantize_params, with_weight_bits
 from examples import models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +115,31 @@ def test_batched_dense_layers_are_priced_as_generated(quantized, fc_batch):
         window = k.kh * k.window_width(cfg.conv_gp_size_x) * cv * cfg.vec_size * b
         want = (L["weight_bytes"] + L["bias_bytes"]) / fc_batch + blocks * window + k.out_elems * b
         assert e.bytes == round(want)
+
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["uniform", "mixed"])
+def test_modelled_weight_bytes_are_the_weight_files(quantized, mixed):
+    """Each layer's modelled weight bytes (the DDR traffic of its weight pass) are the size of
+    the weight file compile writes: data_t per weight at one width, packed words at mixed widths."""
+    graph, formats, qg = quantized
+    cfg = CONFIGS[0]
+    if mixed:
+        names = [layer.name for layer in graph.layers if layer.has_weights]
+        formats = with_weight_bits(graph, formats, {n: (2, 4, 6, 8, 3, 5)[i % 6] for i, n in enumerate(names)})
+        qg = quantize_params(graph, formats)
+    plan = make_plan(qg, cfg)
+    assert plan.packed_weights == mixed
+    est = estimate(graph, "a10", cfg, formats)
+    ctx = cost_context(lower(graph), cfg, est.widths, 1.0, 200.0, GENERATED)
+    assert ctx.packed == plan.packed_weights
+    files = array_files(plan)
+    h = render_all(render_context(plan, "a10"))["host/layers.h"].decode()
+    for lp in plan.layers:
+        k = lp.kernel_layer
+        size = len(files.get(f"weights/{lp.stem}.w.bin", b""))
+        assert ctx.weight_bytes(k) == size, lp.stem
+        assert f"L.weight_bytes = {size};" in h
+        if mixed and "w" in lp.arrays:
+            assert lp.args["w_bits"] == formats.layers[k.name].weight.bits
+    assert any(lp.arrays.get("w") is not None for lp in plan.layers)

@@ -28,9 +28,10 @@ def constants() -> dict[str, int]:
     return out
 
 
-def kernel_args(add_max_inputs: int = ADD_MAX_INPUTS) -> dict[str, tuple[Arg, ...]]:
-    """Every kernel's arguments in order, as its operator declares them."""
-    consts = dict(constants(), add_max_inputs=add_max_inputs)
+def kernel_args(add_max_inputs: int = ADD_MAX_INPUTS, packed_weights: bool = False) -> dict[str, tuple[Arg, ...]]:
+    """Every kernel's arguments in order, as its operator declares them; `packed_weights`:
+    a design whose weights are packed at each layer's width (codegen/plan.py)."""
+    consts = dict(constants(), add_max_inputs=add_max_inputs, packed_weights=packed_weights)
     return {k: tuple(ops.kernel_owner(k).kernel_args(k, consts)) for k in ops.ALL_KERNELS}
 
 

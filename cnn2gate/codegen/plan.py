@@ -22,6 +22,7 @@ from ..ops.base import ArchLimit, KernelLayer, chw
 from ..ops.lowering import BufferSizes, buffer_sizes, design_kernels, limits, lower
 from ..quant.params import QuantizedGraph
 from .interface import KERNELS as ALL_KERNELS
+from .layout import pack_weights
 from .names import layer_stem
 
 ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "leaky": 3}
@@ -29,6 +30,7 @@ ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "leaky": 3}
 #: fields of every layer's host configuration (host/layers.h), zero unless set: the shapes and
 #: the requantisation step, then whatever the operators' kernels read (`Op.host_fields`)
 _FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "batch", "shift", "out_bits", "act", "alpha_q", "six_q",
+           "w_bits",  # the layer's packed weight width; 0 when its weights are data_t
            *dict.fromkeys(f for op in ops.OPS for f in op.host_fields))
 
 
@@ -74,6 +76,7 @@ class Plan:
     output_layer: int
     kernels: list[str]
     depths: BufferSizes  # the lowering's buffer depths (the cost model sizes the same ones)
+    packed_weights: bool = False  # weights packed at each layer's width (hw/widths.py)
 
     @property
     def data_dtype(self) -> np.dtype:
@@ -145,10 +148,19 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
     kernels = design_kernels(lowered, GENERATED)
     if not kernels:
         raise ModelError(f"model {graph.name} has no layer that runs on the device")
-    bits = widths_from_formats(qg.formats).mult_bits
-    return Plan(graph.name, hw, bits, chw(graph.input_shape), buffers, layers,
+    widths = widths_from_formats(qg.formats)
+    # one decision for the design, as the cost model takes it (hw/latency.py cost_context)
+    packed = widths.packs_weights(k.name for k in lowered.layers if k.op.packs_weights)
+    if packed:
+        for lp in layers:
+            k = lp.kernel_layer
+            if k.op.packs_weights and "w" in lp.arrays:
+                bits = widths.weight_bits(k.name)
+                lp.arrays["w"] = pack_weights(lp.arrays["w"], bits, *k.op.weight_blocks(k, hw))
+                lp.args["w_bits"] = bits
+    return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers,
                 [lp.index for lp in layers if lp.stem == stems[graph.output]][0], kernels,
-                buffer_sizes(lowered, hw, GENERATED))
+                buffer_sizes(lowered, hw, GENERATED), packed)
 
 
 __all__ = ["ACT_CODES", "ALL_KERNELS", "Buffer", "LayerPlan", "Plan", "View", "make_plan"]

@@ -37,14 +37,26 @@ def _board_name(board) -> str:
 def project_files(plan: Plan, qg: QuantizedGraph, sim, board: str, bsp: str = "") -> dict[str, bytes]:
     """Every file of the project, path -> bytes (no I/O, deterministic)."""
     files = render_all(render_context(plan, board, bsp))
-    for lp in plan.layers:
-        for key, arr in sorted(lp.arrays.items()):
-            dtype = plan.data_dtype if key == "w" else layout.INT32
-            files[f"weights/{lp.stem}.{key}.bin"] = _checked(arr, dtype).tobytes()
+    files.update(array_files(plan))
     files.update(golden_files(plan, qg.graph, sim))
     stems = {layer.name: lp.stem for layer, lp in zip(qg.graph.layers, plan.layers)}
     files.update(save_model(qg.graph, qg.formats, stems))
     return files
+
+
+def array_files(plan: Plan) -> dict[str, bytes]:
+    """weights/<stem>.{w,b,lut}.bin: weights (data_t or packed words), biases and tables (int32)."""
+    files = {}
+    for lp in plan.layers:
+        for key, arr in sorted(lp.arrays.items()):
+            dtype = _weight_dtype(plan, lp) if key == "w" else layout.INT32
+            files[f"weights/{lp.stem}.{key}.bin"] = _checked(arr, dtype).tobytes()
+    return files
+
+
+def _weight_dtype(plan: Plan, lp) -> np.dtype:
+    """Packed weights are 32-bit words (codegen/layout.py pack_weights), others data_t."""
+    return np.dtype("<u4") if lp.args["w_bits"] else plan.data_dtype
 
 
 def _checked(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -79,7 +91,7 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
     for lp in plan.layers:
         d = dict(lp.args)
         files = {k: (f"{lp.stem}.{k}.bin" if k in lp.arrays else "") for k in ("w", "b", "lut")}
-        elem = {"w": plan.data_dtype.itemsize, "b": 4, "lut": 4}
+        elem = {"w": _weight_dtype(plan, lp).itemsize, "b": 4, "lut": 4}
         d.update(
             index=lp.index, stem=lp.stem, kind_name=lp.ir_kind, kind_enum=lp.host_kind,
             inputs=[{"buf": v.buf, "c_off": v.c_off} for v in lp.inputs],
@@ -110,6 +122,7 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "layers": layers,
         "n_layers": len(layers),
         "consts": constants(),
+        "packed_weights": plan.packed_weights,
         "host_kinds": list(dict.fromkeys(op.host_kind for op in ops.OPS)),
     }
 

@@ -87,7 +87,9 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     ev = Evaluator(space, cost, fidelity=sensitivity if space.has_precision else None,
                    min_sqnr=min_sqnr if space.has_precision else None, budget=budget, agent=agent,
                    on_evaluation=progress, features=_features(graph, board_obj))
-    cost_workers = int(opts.workers) if _agents.batches(agent) else 1
+    # with a cluster the points are costed here: a fork after Ray has started its threads can hang,
+    # and a point costs well under Ray's ~1 ms per task
+    cost_workers = int(opts.workers) if _agents.batches(agent) and executor is None else 1
     _search(ev, agent, opts.seed, cost, cost_workers)
     initial = ev.cache.get(space.initial)
     if initial is None:  # costed outside the budget, for the summary only

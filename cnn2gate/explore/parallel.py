@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import sys
 
 from ..executor import LocalExecutor, SerialExecutor, in_worker, shared, usable_cores
 
@@ -21,6 +22,12 @@ def _fork_available() -> bool:
     except ValueError:
         return False
     return True
+
+
+def _ray_connected() -> bool:
+    """A Ray driver here: forking now can deadlock on the locks of Ray's threads."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def fork_map(fn, tasks: list, workers: int, shared_state, executor=None) -> list:
@@ -34,7 +41,7 @@ def fork_map(fn, tasks: list, workers: int, shared_state, executor=None) -> list
     if executor is not None:
         executor.share(shared_state)
         return executor.map(fn, tasks)
-    if workers <= 1 or len(tasks) <= 1 or not _fork_available() or in_worker():
+    if workers <= 1 or len(tasks) <= 1 or not _fork_available() or in_worker() or _ray_connected():
         return SerialExecutor(shared_state).map(fn, tasks)
     with LocalExecutor(min(workers, len(tasks)), shared_state) as ex:
         return ex.map(fn, tasks)

@@ -89,6 +89,8 @@ class Lowering:
 
     # -- structural handlers (layers come from the operators in cnn2gate/ops/) ---------
     def reshape(self, n: Node) -> None:
+        if self._gate_vector(n):
+            return self.alias(n)
         if not flatten_to_2d(self.g, n):
             raise Unsupported(f"only flattening (N,C,H,W) → (N,C·H·W) is supported, not {self.g.shape(n.inputs[0])} → "
                               f"{self.g.shape(n.outputs[0])}")
@@ -99,6 +101,22 @@ class Lowering:
         if src is None or dst is None or len(dst) != 2 or dst[0] != 1 or math.prod(src) != dst[1]:
             raise Unsupported(f"only squeezing (1,C,1,1) → (1,C) is supported, not {src} → {dst}")
         self._vector_alias(n)
+
+    def unsqueeze(self, n: Node) -> None:
+        if not self._gate_vector(n):
+            raise Unsupported(_why_unknown(self.g, n))
+        self.alias(n)
+
+    def _gate_vector(self, n: Node) -> bool:
+        """A (1, C) vector reshaped to (1, C, 1, 1) (maybe in steps) that only per-channel products
+        read: the IR vector already is one value per channel, so it needs no layer."""
+        src, dst = self.g.shape(n.inputs[0]), self.g.shape(n.outputs[0])
+        if src is None or dst is None or len(dst) < 3 or dst[0] != 1 or any(d != 1 for d in dst[2:]) \
+                or math.prod(src) != dst[1]:
+            return False
+        readers = self.g.consumers(n.outputs[0])
+        return bool(readers) and all(not r.domain and (r.op == "Mul" or r.op in ("Reshape", "Unsqueeze")
+                                                       and self._gate_vector(r)) for r in readers)
 
     def _vector_alias(self, n: Node) -> None:
         # The IR Dense flattens its input NCHW itself, so the flatten has no layer of its own;
@@ -124,7 +142,8 @@ class Lowering:
         self.alias(n)
 
     HANDLERS = {
-        "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Transpose": transpose, "Softmax": softmax_op,
+        "Flatten": reshape, "Reshape": reshape, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Transpose": transpose,
+        "Softmax": softmax_op,
     }
 
     # -- driver ----------------------------------------------------------------

@@ -40,6 +40,12 @@ class CostContext:
     bpc: float  # DRAM bytes per kernel cycle
     launch: float  # launch overhead in cycles
     arch: object  # Arch
+    packed: bool = False  # weights stored packed at each layer's width (DataWidths.packs_weights)
+
+    def weight_bytes(self, k) -> int:
+        """Bytes of layer k's weight file, as the code generator writes it."""
+        blocks, per_block = k.op.weight_blocks(k, self.config)
+        return self.widths.weight_file_bytes(k.name, blocks, per_block, self.packed and k.op.packs_weights)
 
 
 def bytes_per_cycle(bandwidth_gbs: float, fmax_mhz: float) -> float:

@@ -16,11 +16,19 @@ from .widths import DataWidths
 if TYPE_CHECKING:  # pragma: no cover
     from .config import HwConfig
 
-__all__ = ["layer_costs", "LayerCost", "DRAM_EFFICIENCY", "LAUNCH_US", "LOAD_LATENCY_CYCLES", "bytes_per_cycle"]
+__all__ = ["layer_costs", "cost_context", "LayerCost", "DRAM_EFFICIENCY", "LAUNCH_US", "LOAD_LATENCY_CYCLES",
+           "bytes_per_cycle"]
 
 
 def layer_costs(lowered, config: HwConfig, widths: DataWidths, bandwidth_gbs: float,
                 fmax_mhz: float, arch: Arch) -> list[LayerCost]:
     """One LayerCost per kernel layer of `lowered` (ops.lowering.lower)."""
-    ctx = CostContext(config, widths, bytes_per_cycle(bandwidth_gbs, fmax_mhz), LAUNCH_US * fmax_mhz, arch)
+    ctx = cost_context(lowered, config, widths, bandwidth_gbs, fmax_mhz, arch)
     return [k.op.cost(k, ctx) for k in lowered.layers]
+
+
+def cost_context(lowered, config: HwConfig, widths: DataWidths, bandwidth_gbs: float,
+                 fmax_mhz: float, arch: Arch) -> CostContext:
+    # packing is one decision for the whole design, as in codegen/plan.py
+    packed = widths.packs_weights(k.name for k in lowered.layers if k.op.packs_weights)
+    return CostContext(config, widths, bytes_per_cycle(bandwidth_gbs, fmax_mhz), LAUNCH_US * fmax_mhz, arch, packed)

@@ -3,7 +3,9 @@
 The generated kernels have one datapath type `data_t` for all tensors
 (docs/architecture.md): `char` when the input, every weight and every activation
 format is at most 8 bits, else `short`. Multipliers are data_t x data_t and every
-tensor in external memory takes sizeof(data_t) bytes per element.
+tensor in external memory takes sizeof(data_t) bytes per element, except weights
+when they are packed (docs/generated-project.md): then every layer's weights are
+`bits`-bit fields of little-endian 32-bit words, 32 // bits fields per word.
 """
 from __future__ import annotations
 
@@ -13,12 +15,25 @@ from typing import Any, Mapping
 from ..errors import FormatsError
 
 DEFAULT_BITS = 8
+#: packed weights: the unit the kernels read and unpack
+WORD_BITS = 32
+
+
+def fields_per_word(bits: int) -> int:
+    """Weights of `bits` bits per packed word: 16 at 2 bits, 10 at 3, 6 at 5, 5 at 6, 4 at 8."""
+    return WORD_BITS // bits
+
+
+def packed_words(count: int, bits: int) -> int:
+    """Words holding `count` weights packed at `bits` bits (the last word zero-filled)."""
+    return -(-count // fields_per_word(bits))
 
 
 @dataclass(frozen=True)
 class DataWidths:
     w_bits: int = DEFAULT_BITS
     a_bits: int = DEFAULT_BITS
+    layer_w_bits: tuple[tuple[str, int], ...] = ()  # (layer, weight bits) where the formats give them
 
     def __post_init__(self) -> None:
         if max(self.w_bits, self.a_bits) > 16:
@@ -33,6 +48,23 @@ class DataWidths:
     def mult_bits(self) -> int:
         """Operand width of the data_t x data_t multipliers."""
         return 8 * self.data_bytes
+
+    def weight_bits(self, layer: str) -> int:
+        """The weight width of one layer (the widest weight format when not given)."""
+        return dict(self.layer_w_bits).get(layer, self.w_bits)
+
+    def packs_weights(self, layers) -> bool:
+        """Whether the design stores these layers' weights packed: only when packing saves
+        words for one of them, so projects at one width keep data_t weights."""
+        per_data_t = WORD_BITS // self.mult_bits
+        return any(fields_per_word(self.weight_bits(name)) > per_data_t for name in layers)
+
+    def weight_file_bytes(self, layer: str, blocks: int, per_block: int, packed: bool) -> int:
+        """Bytes of a weight file of `blocks` blocks of `per_block` weights; packed, each
+        block starts on a word (the kernels address blocks by their word count)."""
+        if packed:
+            return blocks * packed_words(per_block, self.weight_bits(layer)) * WORD_BITS // 8
+        return blocks * per_block * self.data_bytes
 
 
 def _bits(entry: Any, attr: str, flat: str) -> int | None:
@@ -69,8 +101,9 @@ def widths_from_formats(formats: Any | None) -> DataWidths:
         in_bits = getattr(inp, "bits", None)
     if not isinstance(layers, Mapping) or not layers:
         raise FormatsError("formats: no per-layer formats found")
-    w = [b for e in layers.values() if (b := _bits(e, "weight", "w_bits")) is not None]
+    per_layer = tuple(sorted((str(n), b) for n, e in layers.items() if (b := _bits(e, "weight", "w_bits")) is not None))
+    w = [b for _, b in per_layer]
     a = [b for e in layers.values() if (b := _bits(e, "out", "a_bits")) is not None]
     if in_bits is not None:
         a.append(int(in_bits))
-    return DataWidths(max(w, default=DEFAULT_BITS), max(a, default=DEFAULT_BITS))
+    return DataWidths(max(w, default=DEFAULT_BITS), max(a, default=DEFAULT_BITS), per_layer)

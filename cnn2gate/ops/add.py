@@ -39,7 +39,7 @@ class Add(Layer):
 class AddOp(Op):
     name = "add"
     layer_type = Add
-    onnx_types = ("Add", "Sub", "Mul", "Div")
+    onnx_types = ("Add", "Sub", "Div")  # Mul of two feature maps: ops/mul.py
     fusing_types = ("Add",)
     kernels = ("eltwise",)
     host_kind = "KIND_ADD"
@@ -49,7 +49,7 @@ class AddOp(Op):
         if any(t in lw.g.consts for t in n.inputs):
             raise Unsupported("the constant operand is not per-channel (or its producer cannot absorb it)")
         if n.op != "Add":
-            raise Unsupported(f"{n.op} of two feature maps is not supported (only Add)")
+            raise Unsupported(f"{n.op} of two feature maps is not supported (only Add and Mul)")
         srcs, shapes = lw.inputs_of(n)
         if any(tuple(s) != tuple(shapes[0]) for s in shapes):
             raise Unsupported(f"inputs differ in shape {shapes} (broadcasting is not supported)")

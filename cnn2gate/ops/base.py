@@ -129,6 +129,8 @@ class Op:
     precision_knob: ClassVar[bool] = False
     #: dense layers take `fc_batch` images per weight pass in the cost model
     batched: ClassVar[bool] = False
+    #: its kernels read weights packed at the layer's width when the design packs (hw/widths.py)
+    packs_weights: ClassVar[bool] = False
 
     def matches(self, layer: Layer) -> bool:
         return type(layer) is self.layer_type
@@ -192,6 +194,10 @@ class Op:
     def device_arrays(self, q: "QLayer", k: KernelLayer, hw) -> dict[str, np.ndarray]:
         """Weights ("w", data_t), biases ("b", int32) and tables ("lut", int32) in device layout."""
         return {}
+
+    def weight_blocks(self, k: KernelLayer, hw) -> tuple[int, int]:
+        """(blocks, weights per block) of the "w" array: packed, each block starts on a word."""
+        return 0, 0
 
     def buffer_needs(self, k: KernelLayer, hw, arch) -> dict[str, int]:
         """Depths this layer asks of the shared on-chip buffers (the maximum over layers is built)."""

@@ -183,6 +183,7 @@ class ConvOp(Op):
     host_kind = "KIND_CONV"
     host_fields = ("groups", "cg", "cv", "mg", "mb_num", *GEOMETRY_FIELDS)
     precision_knob = True
+    packs_weights = True
 
     def matches(self, layer) -> bool:
         return type(layer) is Conv and not is_channelwise(layer)
@@ -250,6 +251,11 @@ class ConvOp(Op):
         w, b = chain_weights(q.weight, q.bias, k.groups, hw.vec_size, hw.lane_num)
         return {"w": w, "b": b}
 
+    def weight_blocks(self, k, hw) -> tuple[int, int]:
+        # one block per (group, lane block): mem_read loads each on its own
+        cv = ceil_div(k.cg, hw.vec_size)
+        return k.groups * ceil_div(k.mg, hw.lane_num), k.kh * k.kw * cv * hw.vec_size * hw.lane_num
+
     def buffer_needs(self, k, hw, arch) -> dict:
         cv = ceil_div(k.cg, hw.vec_size)
         # the generated mem_read reuses the block's weight buffer for every image of a
@@ -284,10 +290,9 @@ class ConvOp(Op):
     def kernel_args(self, kernel, consts) -> list:
         return {
             "mem_read": [
-                K.IN0, K.Arg("weights", "__global const wvec_t *restrict", "rt.weights[index]"), K.IN_OFF,
-                IN_STRIDE, IMAGES,
+                K.IN0, K.weights_arg("wvec_t", consts), K.IN_OFF, IN_STRIDE, IMAGES,
                 *K.fields("in_h", "in_w", "groups", "cg", "cv", "mb_num", "out_h", "out_w", "k_h", "k_w",
-                          "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
+                          "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"), *K.packed_width(consts),
             ],
             "conv_core": [
                 K.Arg("bias", K.INTS, "rt.biases[index]"),
@@ -332,7 +337,9 @@ def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
     ww = k.window_width(gp)
     windows = k.oh * ceil_div(k.ow, gp)
     wvecs = k.kh * k.kw * cv
-    weight = cycles.load(wvecs, lanes * v * b, bpc)
+    # a block's weights, packed at the layer's width when the design packs
+    block_bytes = ctx.widths.weight_file_bytes(k.name, 1, wvecs * lanes * v, ctx.packed and k.op.packs_weights)
+    weight = cycles.load(wvecs, block_bytes / wvecs, bpc)
     window = cycles.load(k.kh * ww * cv, v * b, bpc)
     out_bytes = k.out_elems * b
     stream = max(k.oh * k.ow * wvecs, out_bytes / blocks / bpc)
@@ -344,7 +351,7 @@ def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
         per_image = window + max(windows * (window - cycles.LOAD_LATENCY_CYCLES), stream)
     busy = blocks * (weight + batch * per_image) / batch
     compute = blocks * k.oh * k.ow * wvecs
-    nbytes = (blocks * (wvecs * lanes * v * b + 4 * lanes)) / batch \
+    nbytes = (blocks * (block_bytes + 4 * lanes)) / batch \
         + blocks * windows * k.kh * ww * cv * v * b + out_bytes
     # the host launches a batched layer once per batch of images
     return cycles.LayerCost(k.name, k.kind, busy + ctx.launch / batch, compute, cycles.bound(compute, busy), 2 * k.macs,

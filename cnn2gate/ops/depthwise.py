@@ -65,6 +65,9 @@ class DepthwiseOp(ConvOp):
         w, b = channel_weights(q.weight, q.bias, hw.vec_size)
         return {"w": w, "b": b}
 
+    def weight_blocks(self, k, hw) -> tuple[int, int]:
+        return 1, ceil_to(k.cg, hw.vec_size) * k.kh * k.kw
+
     def _as_grouped(self, k: KernelLayer) -> KernelLayer:
         return replace(k, kind="conv", cg=1, mg=1)
 
@@ -80,7 +83,7 @@ class DepthwiseOp(ConvOp):
         v, b = ctx.config.vec_size, ctx.widths.data_bytes
         cv = ceil_div(k.cg, v)
         compute = cv * k.oh * k.ow * k.kh * k.kw
-        nbytes = compute * v * b + k.out_elems * b + cv * v * (k.kh * k.kw * b + 4)
+        nbytes = compute * v * b + k.out_elems * b + ctx.weight_bytes(k) + cv * v * 4
         return cycles.streamed(k, ctx, compute, nbytes, 2 * k.macs)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -90,11 +93,11 @@ class DepthwiseOp(ConvOp):
 
     def kernel_args(self, kernel, consts) -> list:
         return [
-            K.IN0, K.Arg("weights", "__global const vec_t *restrict", "rt.weights[index]"),
+            K.IN0, K.weights_arg("vec_t", consts),
             K.Arg("bias", K.INTS, "rt.biases[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
             *K.fields("in_h", "in_w", "out_h", "out_w", "k_h", "k_w",
                       "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
-            *K.REQUANT,
+            *K.REQUANT, *K.packed_width(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):

@@ -43,3 +43,14 @@ OUT_ARG = Arg("out", OUT, "out")
 IN_OFF = num("in_c_off", "L.in[0].c_off")
 OUT_OFF = num("out_c_off", "L.out.c_off")
 CHANNELS = num("channels", "L.out_c")
+#: weights packed at each layer's width (codegen/plan.py): 32-bit words and the layer's width
+PACKED = "__global const uint *restrict"
+
+
+def weights_arg(unpacked_type: str, consts) -> Arg:
+    cl = PACKED if consts.get("packed_weights") else f"__global const {unpacked_type} *restrict"
+    return Arg("weights", cl, "rt.weights[index]")
+
+
+def packed_width(consts) -> list[Arg]:
+    return fields("w_bits") if consts.get("packed_weights") else []

@@ -4,6 +4,8 @@ docs/fixed-point.md defines the arithmetic, docs/quantization.md the modes and t
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..ir.layers import Graph
 from .calibrate import METHODS, calibrate
 from .formats import Formats, LayerFormat, QFormat, from_pipecnn, in_formats, load_formats, validate
@@ -27,5 +29,20 @@ def quantize(graph: Graph, calib=None, *, bits: int = 8, method: str = "mse", we
     return formats
 
 
-__all__ = ["quantize", "quantize_params", "QuantizedGraph", "QLayer", "Formats", "LayerFormat", "QFormat",
+def with_weight_bits(graph: Graph, formats: Formats, weight_bits: dict[str, int], calib=None, *,
+                     method: str = "mse") -> Formats:
+    """`formats` with the weight format of each layer named in `weight_bits` replaced by the
+    one the quantiser chooses at that width (activations unchanged)."""
+    runs = {b: quantize(graph, calib, bits=formats.input.bits, method=method, weight_bits=b)
+            for b in sorted(set(weight_bits.values()))}
+    layers = dict(formats.layers)
+    for name, b in weight_bits.items():
+        layers[name] = replace(layers[name], weight=runs[b].layers[name].weight)
+    out = Formats(formats.input, layers, dict(formats.stats))
+    validate(out, graph, "formats")
+    return out
+
+
+__all__ = ["quantize", "quantize_params", "with_weight_bits", "QuantizedGraph", "QLayer", "Formats", "LayerFormat",
+           "QFormat",
            "load_formats", "from_pipecnn", "in_formats", "validate", "METHODS"]

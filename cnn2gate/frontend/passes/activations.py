@@ -71,4 +71,8 @@ def _fuse(g: WGraph, n: Node) -> None:
     g.remove(n)
 
 
-RULES = [Rule("fuse_activation", lambda g, n: _fusable(g, n) is not None, _fuse)]
+RULES = [
+    # x * Sigmoid(x) and x * HardSigmoid(x): one activation layer (the pattern is the act op's)
+    Rule("fuse_gate", lambda g, n: ops.activation.gate_of(g, n) is not None, ops.activation.fuse_gate),
+    Rule("fuse_activation", lambda g, n: _fusable(g, n) is not None, _fuse),
+]
