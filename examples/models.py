@@ -20,6 +20,9 @@ Notes on the exported graphs:
 * AlexNet's local response normalization is exported as a single ONNX ``LRN``
   node by both exporters (torch's own LocalResponseNorm would decompose into a
   dozen Pad/AveragePool/Pow ops).
+* ``mobilenetv3_small``/``mobilenetv3_large``/``efficientnet_b0``: the legacy exporter
+  (opset 13) writes hard-swish as ``x * HardSigmoid(x)``, dynamo as ``HardSwish``; SiLU is
+  ``x * Sigmoid(x)`` in both, and each SE gate a ``Mul`` of the map by a (1, C, 1, 1) tensor.
 * ``keras_lenet`` is built with Keras 3 (torch backend) in a subprocess and
   exported by Keras itself: NHWC input ``(batch, S, S, 1)`` with a dynamic batch,
   Transpose/Cast/Shape ops and MatMul+Add in place of Gemm.
@@ -313,6 +316,143 @@ def mobilenetv2(width: float = 1.0, input_size: int | None = None, seed: int = 0
     return _randomize(MobileNetV2(width), seed)
 
 
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """Round to a multiple of ``divisor`` without losing more than 10 % (reference MobileNet/EfficientNet rule)."""
+    out = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * v else out
+
+
+def _conv_bn_act(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+                 act: type[nn.Module] | None = nn.ReLU) -> list[nn.Module]:
+    layers = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout)]
+    return layers + ([act()] if act is not None else [])
+
+
+class SqueezeExcite(nn.Module):
+    """Global average pool -> 1x1 conv -> act -> 1x1 conv -> gate, times the input map."""
+
+    def __init__(self, channels: int, squeeze: int, act: type[nn.Module], gate: type[nn.Module]):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.act = act()
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.gate = gate()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+class MBConv(nn.Module):
+    """Inverted residual with optional squeeze-excitation (MobileNetV3 bneck, EfficientNet MBConv)."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, act: type[nn.Module],
+                 se: nn.Module | None):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden != cin:
+            layers += _conv_bn_act(cin, hidden, 1, act=act)
+        layers += _conv_bn_act(hidden, hidden, kernel, stride=stride, groups=hidden, act=act)  # depthwise
+        if se is not None:
+            layers.append(se)
+        layers += _conv_bn_act(hidden, cout, 1, act=None)  # linear projection
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+# (kernel, expanded, out, SE, activation "RE"/"HS", stride): Howard et al. 2019, Tables 1 and 2
+_MBV3_LARGE = ((3, 16, 16, False, "RE", 1), (3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1),
+               (5, 72, 40, True, "RE", 2), (5, 120, 40, True, "RE", 1), (5, 120, 40, True, "RE", 1),
+               (3, 240, 80, False, "HS", 2), (3, 200, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1),
+               (3, 184, 80, False, "HS", 1), (3, 480, 112, True, "HS", 1), (3, 672, 112, True, "HS", 1),
+               (5, 672, 160, True, "HS", 2), (5, 960, 160, True, "HS", 1), (5, 960, 160, True, "HS", 1))
+_MBV3_SMALL = ((3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1),
+               (5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1),
+               (5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1), (5, 288, 96, True, "HS", 2),
+               (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1))
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self, cfg: tuple, last_conv: int, head: int, width: float):
+        super().__init__()
+        cin = _make_divisible(16 * width)
+        layers = _conv_bn_act(3, cin, 3, stride=2, act=nn.Hardswish)
+        for k, exp, out, se, nl, s in cfg:
+            hidden, cout = _make_divisible(exp * width), _make_divisible(out * width)
+            act = nn.Hardswish if nl == "HS" else nn.ReLU
+            gate = SqueezeExcite(hidden, _make_divisible(hidden // 4), nn.ReLU, nn.Hardsigmoid) if se else None
+            layers.append(MBConv(cin, hidden, cout, k, s, act, gate))
+            cin = cout
+        last = _make_divisible(last_conv * width)
+        layers += _conv_bn_act(cin, last, 1, act=nn.Hardswish)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        hidden = _make_divisible(head * width)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(last, hidden), nn.Hardswish(), nn.Dropout(0.2),
+                                        nn.Linear(hidden, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def mobilenetv3_small(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """MobileNetV3-Small (bneck blocks, SE with hard-sigmoid gates, hard-swish): 3x224x224 -> 1000, 2.54 M params.
+
+    SE squeeze is 1/4 of the expanded width; the head is a dense layer as in the reference implementation."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"mobilenetv3_small: input_size {s} too small (needs >= 32)")
+    return _randomize(MobileNetV3(_MBV3_SMALL, 576, 1024, width), seed)
+
+
+def mobilenetv3_large(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """MobileNetV3-Large: 3x224x224 -> 1000, 5.48 M params (same block types as the small model)."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"mobilenetv3_large: input_size {s} too small (needs >= 32)")
+    return _randomize(MobileNetV3(_MBV3_LARGE, 960, 1280, width), seed)
+
+
+# (expansion, kernel, channels, repeats, first stride): Tan & Le 2019, Table 1
+_EFFNET_B0 = ((1, 3, 16, 1, 1), (6, 3, 24, 2, 2), (6, 5, 40, 2, 2), (6, 3, 80, 3, 2), (6, 5, 112, 3, 1),
+              (6, 5, 192, 4, 2), (6, 3, 320, 1, 1))
+
+
+class EfficientNetB0(nn.Module):
+    def __init__(self, width: float):
+        super().__init__()
+        cin = _make_divisible(32 * width)
+        layers = _conv_bn_act(3, cin, 3, stride=2, act=nn.SiLU)
+        for t, k, c, n, s in _EFFNET_B0:
+            cout = _make_divisible(c * width)
+            for i in range(n):
+                hidden = _make_divisible(cin * t)
+                se = SqueezeExcite(hidden, max(1, cin // 4), nn.SiLU, nn.Sigmoid)  # SE ratio 0.25 of the block input
+                layers.append(MBConv(cin, hidden, cout, k, s if i == 0 else 1, nn.SiLU, se))
+                cin = cout
+        last = 4 * cin  # 1280 at width 1, scaled with the last stage as in the reference
+        layers += _conv_bn_act(cin, last, 1, act=nn.SiLU)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(last, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def efficientnet_b0(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """EfficientNet-B0 (MBConv with SE, SiLU everywhere, sigmoid gates): 3x224x224 -> 1000, 5.29 M params."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"efficientnet_b0: input_size {s} too small (needs >= 32)")
+    return _randomize(EfficientNetB0(width), seed)
+
+
 # ---------------------------------------------------------------------------
 # Keras LeNet (built and exported in a subprocess with KERAS_BACKEND=torch)
 
@@ -405,6 +545,9 @@ MODELS: dict[str, ModelInfo] = {
     "vgg16": ModelInfo(vgg16, 3, 224, 1000),
     "resnet18": ModelInfo(resnet18, 3, 224, 1000),
     "mobilenetv2": ModelInfo(mobilenetv2, 3, 224, 1000),
+    "mobilenetv3_small": ModelInfo(mobilenetv3_small, 3, 224, 1000),
+    "mobilenetv3_large": ModelInfo(mobilenetv3_large, 3, 224, 1000),
+    "efficientnet_b0": ModelInfo(efficientnet_b0, 3, 224, 1000),
     "keras_lenet": ModelInfo(keras_lenet, 1, 32, 10, framework="keras", layout="NHWC"),
 }
 
@@ -415,6 +558,9 @@ SMALL: dict[str, dict] = {
     "vgg16": dict(width=0.125, input_size=32),
     "resnet18": dict(width=0.25, input_size=32),
     "mobilenetv2": dict(width=0.25, input_size=32),
+    "mobilenetv3_small": dict(width=0.25, input_size=32),
+    "mobilenetv3_large": dict(width=0.25, input_size=32),
+    "efficientnet_b0": dict(width=0.25, input_size=32),
     "keras_lenet": dict(width=1.0, input_size=32),
 }
 

@@ -102,6 +102,9 @@ FULL_SIZE_PARAMS = {
     "vgg16": (138.36e6, 0.001),
     "resnet18": (11.69e6, 0.001),
     "mobilenetv2": (3.50e6, 0.002),
+    "mobilenetv3_small": (2.54e6, 0.002),
+    "mobilenetv3_large": (5.48e6, 0.001),
+    "efficientnet_b0": (5.29e6, 0.001),
 }
 
 
@@ -119,6 +122,17 @@ def test_builders_are_deterministic_and_reject_tiny_inputs():
     for name in ("lenet5", "alexnet", "vgg16", "resnet18", "mobilenetv2"):
         with pytest.raises(ValueError):
             models.MODELS[name](input_size=8)
+
+
+def test_edge_builders_reject_tiny_inputs_and_skip_redundant_expansions():
+    for name in ("mobilenetv3_small", "mobilenetv3_large", "efficientnet_b0"):
+        with pytest.raises(ValueError):
+            models.MODELS[name](input_size=16)
+    # a block whose expansion equals its input has no 1x1 expand conv (MobileNetV3-Large's first block, MBConv1)
+    for name in ("mobilenetv3_large", "efficientnet_b0"):
+        net = models.MODELS[name](width=0.25, input_size=32)
+        first = next(m for m in net.modules() if isinstance(m, models.MBConv))
+        assert first.body[0].groups == first.body[0].in_channels > 1
 
 
 def test_command_line_prints_path(tmp_path, capsys):

@@ -21,6 +21,9 @@ EXPECTED_KINDS = {
     "vgg16": {"conv", "pool", "dense"},
     "resnet18": {"conv", "add", "pool", "dense"},
     "mobilenetv2": {"conv", "add", "pool", "dense"},
+    "mobilenetv3_small": {"conv", "add", "pool", "dense", "act", "mul"},
+    "mobilenetv3_large": {"conv", "add", "pool", "dense", "act", "mul"},
+    "efficientnet_b0": {"conv", "add", "pool", "dense", "act", "mul"},
 }
 
 

@@ -204,3 +204,34 @@ def test_dynamo_export(tmp_path):
     assert g.meta["source_opset"] >= 18
     assert [layer.kind for layer in g] == ["conv", "conv", "conv", "add", "pool", "dense"]
     assert parity(g, path) < TOL
+
+
+EDGE_TABLE_ACTS = {  # (fn, count) per SMALL model: MobileNetV3 SE gates are hard-sigmoid, EfficientNet's sigmoid
+    "mobilenetv3_small": {"hardswish": 19, "hardsigmoid": 9},
+    "mobilenetv3_large": {"hardswish": 21, "hardsigmoid": 8},
+    "efficientnet_b0": {"silu": 49, "sigmoid": 16},
+}
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+@pytest.mark.parametrize("name", sorted(EDGE_TABLE_ACTS))
+def test_edge_models_parse_with_both_exporters(name, exporter):
+    # legacy (opset 13) writes hard-swish as x * HardSigmoid(x), dynamo as HardSwish; SiLU is x * Sigmoid(x) in both
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples import models
+
+    path = str(models.export(name, exporter=exporter, **models.SMALL[name]))
+    if name.startswith("mobilenetv3"):
+        assert ("HardSwish" in ops(path)) == (exporter == "dynamo")
+    g = load_model(path)
+    acts = Counter(layer.fn for layer in g if layer.kind == "act")
+    assert acts == EDGE_TABLE_ACTS[name]
+    gates = [layer for layer in g if layer.kind == "mul"]
+    assert len(gates) == sum(acts[fn] for fn in ("hardsigmoid", "sigmoid"))  # one SE gate per block with SE
+    assert parity(g, path) < TOL

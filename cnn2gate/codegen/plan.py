@@ -94,9 +94,13 @@ def _addressed(graph) -> dict[str, tuple[str, int]]:
     for layer in graph.layers:
         views = ops.op_for(layer).views(layer, graph)
         for src, off in views or ():
+            if src == GRAPH_INPUT:
+                raise ArchLimit(f"layer {layer.name}: the graph input cannot be placed in a {layer.kind} buffer (a "
+                                f"{layer.kind} is done by addressing); cnn2gate.ir.copies.add_view_copies copies it")
             if src in owners:
                 raise ArchLimit(f"layer {layer.name}: tensor {src} feeds more than one {layer.kind} (or the same one "
-                                f"twice); a {layer.kind} is done by addressing, so a tensor can live in one such buffer only")
+                                f"twice); a {layer.kind} is done by addressing, so a tensor can live in one such buffer "
+                                "only; cnn2gate.ir.copies.add_view_copies copies it")
             owners[src] = (layer.name, off)
     return owners
 

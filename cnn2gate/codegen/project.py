@@ -88,13 +88,16 @@ def golden_files(plan: Plan, graph: Graph, sim) -> dict[str, bytes]:
 
 def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
     layers = []
+    # the host's LayerCfg holds the views a kernel reads; only a layer done by addressing
+    # (no kernel) has more inputs than that, and reads none
+    max_in = constants()["add_max_inputs"]
     for lp in plan.layers:
         d = dict(lp.args)
         files = {k: (f"{lp.stem}.{k}.bin" if k in lp.arrays else "") for k in ("w", "b", "lut")}
         elem = {"w": _weight_dtype(plan, lp).itemsize, "b": 4, "lut": 4}
         d.update(
             index=lp.index, stem=lp.stem, kind_name=lp.ir_kind, kind_enum=lp.host_kind,
-            inputs=[{"buf": v.buf, "c_off": v.c_off} for v in lp.inputs],
+            inputs=[{"buf": v.buf, "c_off": v.c_off} for v in lp.inputs[:max_in]],
             output={"buf": lp.output.buf, "c_off": lp.output.c_off}, lsh=lp.lsh,
             weight_file=files["w"], bias_file=files["b"], table_file=files["lut"],
             weight_bytes=lp.arrays["w"].size * elem["w"] if "w" in lp.arrays else 0,

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import ModelError
+from ..ir.copies import add_view_copies
 from ..ir.layers import GRAPH_INPUT, Graph, Layer
 from ..ops.base import Unsupported
 from .names import NameAllocator, sanitize
@@ -181,7 +182,7 @@ def _why_unknown(g: WGraph, n: Node) -> str:
     if n.op == "BatchNormalization":
         return "BatchNormalization needs constant statistics and inference mode"
     if n.op == "Pad":
-        return "only zero padding of H and W right before a Conv (or -inf/edge padding before a MaxPool) is supported"
+        return "only constant padding of H and W is supported: zeros, or -inf/edge padding right before a MaxPool"
     if n.op == "ReduceMean":
         return "only ReduceMean over H and W (global average pooling) is supported"
     if n.op == "MatMul":
@@ -237,6 +238,7 @@ def lower(g: WGraph) -> Graph:
     graph.declared_output = _declared_output(g.shape(g.output), graph.output_shape)
     try:
         graph.validate()
+        graph = add_view_copies(graph)  # a tensor in several addressed buffers (docs/frontend.md)
     except ValueError as err:
         raise ModelError(f"{g.source}: internal inconsistency after conversion: {err}") from err
     return graph

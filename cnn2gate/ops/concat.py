@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..hw import cycles
-from ..ir.layers import GRAPH_INPUT, Layer, Shape
+from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from .base import ArchLimit, KernelLayer, Op, Unsupported, chw
 
@@ -71,8 +71,6 @@ class ConcatOp(Op):
             raise ArchLimit(f"layer {layer.name}: a concat cannot carry an activation")
         out, off = [], 0
         for src in layer.inputs:
-            if src == GRAPH_INPUT:
-                raise ArchLimit(f"layer {layer.name}: concatenating the graph input is not supported")
             out.append((src, off))
             off += chw(graph.shape_of(src))[0]
         return out

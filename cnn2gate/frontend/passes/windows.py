@@ -106,7 +106,21 @@ def _fold_pad(g: WGraph, n: Node) -> None:
     g.remove(n)
 
 
+def _is_zero_pad_alone(g: WGraph, n: Node) -> bool:
+    return _is_zero_pad(_spatial_pad(g, n)) and _pad_before_window(g, n) is None
+
+
+def _zero_pad_as_pool(g: WGraph, n: Node) -> None:
+    """A zero Pad no convolution takes over (before a max pool, whose own padding is -inf, say)
+    becomes a 1x1 average pool that counts its padding: an identity that writes zeros around."""
+    top, left, bottom, right = _spatial_pad(g, n)[0]
+    n.op = "AveragePool"
+    n.inputs = n.inputs[:1]
+    n.attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [top, left, bottom, right], "count_include_pad": 1}
+
+
 RULES = [
     Rule("explicit_pads", _has_auto_pad, _explicit_pads),
     Rule("fold_pad_into_window", lambda g, n: _pad_before_window(g, n) is not None, _fold_pad),
+    Rule("zero_pad_as_pool", _is_zero_pad_alone, _zero_pad_as_pool),
 ]
