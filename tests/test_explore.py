@@ -17,7 +17,7 @@ from cnn2gate.explore import AGENTS, ExploreOptions, explore
 from cnn2gate.explore.agents.annealing import cooling_for
 from cnn2gate.explore.env import DesignEnv
 from cnn2gate.explore.evaluator import BudgetExhausted, Evaluator
-from cnn2gate.explore.space import build_space
+from cnn2gate.explore.space import PRECISION_BITS, build_space
 from test_explore_fixtures import LEGAL, synthetic_cost, synthetic_space, tiny_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_moves_never_leave_the_legal_lists():
         space.check(p)
         cfg = space.config(p)
         assert all(cfg[k] in LEGAL[k] for k in LEGAL)
-        assert all(b in (4, 6, 8, 10, 12, 16) for roles in space.precision(p).values() for b in roles.values())
+        assert all(b in PRECISION_BITS for roles in space.precision(p).values() for b in roles.values())
 
 
 def test_evaluator_charges_each_distinct_point_once_and_stops_at_the_budget():
@@ -160,7 +160,31 @@ def test_same_seed_same_result(agent):
 def test_agents_on_the_joint_space_respect_the_fidelity_bound(agent):
     r = run(agent, precision=True, budget=150)
     assert r.best.feasible and r.best.fidelity >= 35.0
-    assert all(b in (4, 6, 8, 10, 12, 16) for roles in r.best.bits.values() for b in roles.values())
+    assert all(b in PRECISION_BITS for roles in r.best.bits.values() for b in roles.values())
+
+
+def test_precision_widths_include_the_packed_narrow_widths():
+    # issue 13 widened the default set from (4, 6, 8, 10, 12, 16) to every packed weight width
+    assert PRECISION_BITS == (2, 3, 4, 5, 6, 8, 10, 12, 16)
+    space = synthetic_space(precision=True)
+    assert all(k.values == PRECISION_BITS for k in space.knobs if k.role != "hw")
+
+
+def test_weight_memory_breaks_latency_ties_toward_narrower_weights():
+    space = synthetic_space(precision=True)
+    layers = list(space.precision(space.initial))
+    flat = lambda config, bits: synthetic_cost(config)  # latency blind to the widths
+    ev = Evaluator(space, flat, fidelity=synthetic_fidelity, min_sqnr=0.0,
+                   weight_counts={name: 10 * (i + 1) for i, name in enumerate(layers)})
+    cfg = space.config(space.initial)
+    wide = ev.evaluate(space.point_of(cfg, {name: (8, 8) for name in layers}))
+    narrow = ev.evaluate(space.point_of(cfg, {name: (4, 8) for name in layers}))
+    assert wide.total_ms == narrow.total_ms and (wide.weight_bits, narrow.weight_bits) == (8.0, 4.0)
+    assert narrow.score < wide.score and ev.best is narrow
+    # without weight counts (hardware-only or a plain API use) the order is by latency alone
+    plain = Evaluator(space, flat, fidelity=synthetic_fidelity, min_sqnr=0.0)
+    assert plain.evaluate(wide.point).score == plain.evaluate(narrow.point).score
+    assert plain.evaluate(wide.point).weight_bits is None
 
 
 def test_sa_schedule_matches_fpgaconvnet_at_its_own_length():

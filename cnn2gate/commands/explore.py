@@ -39,7 +39,7 @@ def _load_labels(path):
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Distinct design points to cost (default 1000).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result).")
-@click.option("--precision", is_flag=True, help="Also choose per-layer weight/activation widths from 4..16 bits.")
+@click.option("--precision", is_flag=True, help="Also choose per-layer weight/activation widths from 2..16 bits (2, 3, 4, 5, 6, 8, 10, 12, 16).")
 @click.option("--min-sqnr", type=float, default=None, metavar="DB",
               help="Fidelity bound for --precision: modelled output SQNR in dB (default 30).")
 @click.option("--max-accuracy-loss", type=float, default=None, metavar="PCT",

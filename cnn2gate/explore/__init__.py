@@ -86,7 +86,8 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     agent, budget = ("exhaustive", space.size) if enumerated else (opts.agent, int(opts.budget))
     ev = Evaluator(space, cost, fidelity=sensitivity if space.has_precision else None,
                    min_sqnr=min_sqnr if space.has_precision else None, budget=budget, agent=agent,
-                   on_evaluation=progress, features=_features(graph, board_obj))
+                   on_evaluation=progress, features=_features(graph, board_obj),
+                   weight_counts=_weight_counts(graph) if space.has_precision else None)
     # with a cluster the points are costed here: a fork after Ray has started its threads can hang,
     # and a point costs well under Ray's ~1 ms per task
     cost_workers = int(opts.workers) if _agents.batches(agent) and executor is None else 1
@@ -94,7 +95,7 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     initial = ev.cache.get(space.initial)
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr,
-                            agent=agent).evaluate(space.initial)
+                            agent=agent, weight_counts=ev.weight_counts).evaluate(space.initial)
     run = SearchRun(graph.name, board_name, agent, int(opts.seed), budget, workers=cost_workers)
     bound = FidelityBound(min_sqnr, None if opts.max_accuracy_loss is None else float(opts.max_accuracy_loss),
                           calibration)
@@ -123,6 +124,18 @@ def _search(ev: Evaluator, agent: str, seed: int, cost, workers: int) -> None:
         if ev.pool is not None:
             ev.pool.close()
             ev.pool = None
+
+
+def _weight_counts(graph) -> dict:
+    """Weights of each layer with a precision knob: the weights of the weight-memory objective."""
+    from .space import has_precision_knob
+
+    out = {}
+    for layer in graph.layers:
+        if has_precision_knob(layer):
+            w = getattr(layer, "weight", None)
+            out[layer.name] = int(w.size) if w is not None else int(layer.params())
+    return out
 
 
 def _features(graph, board):

@@ -117,4 +117,6 @@ def _evaluation_doc(e: Evaluation, space: DesignSpace) -> dict:
     if e.bits is not None:
         doc["bits"] = space.describe(e.point)["bits"]
         doc["fidelity_db"] = round(e.fidelity, 2)
+        if e.weight_bits is not None:
+            doc["average_weight_bits"] = round(e.weight_bits, 3)
     return doc
