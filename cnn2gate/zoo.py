@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .ir.layers import GRAPH_INPUT, Graph
-from .ops import LRN, Activation, Add, Concat, Conv, Dense, Mul, Pool
+from .ops import LRN, Activation, Add, Concat, Conv, Dense, Mul, Pool, Resize
 
 _ZERO = np.float32(0.0)
 
@@ -97,6 +97,10 @@ class Builder:
     def mul(self, src, other, act="none", name=None):
         """src (a map) times other: a map of its shape, or a per-channel vector (squeeze-excitation gate)."""
         return self._add(Mul, name, [src, other], act=act)
+
+    def resize(self, src, scale=2, act="none", name=None):
+        """Nearest upsampling by the integer factor `scale` (or (sy, sx)) on H and W."""
+        return self._add(Resize, name, [src], scale=_pair(scale), act=act)
 
     def concat(self, *srcs, name=None):
         return self._add(Concat, name, list(srcs))

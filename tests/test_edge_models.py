@@ -2,20 +2,14 @@
 8-bit simulation against the float executor, the a10 estimate, and one emulator run each."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cnn2gate.emulate import emulate_project, emulator_available
-from cnn2gate.frontend import load_model
 from cnn2gate.hw import estimate
 from cnn2gate.pipeline import compile_project
-from cnn2gate.quant import quantize
 from cnn2gate.sim import report
 
-ROOT = Path(__file__).resolve().parents[1]
 _OK, _WHY = emulator_available()
 needs_emulator = pytest.mark.skipif(not _OK, reason=f"Intel FPGA emulation runtime unavailable: {_WHY}")
 
@@ -27,21 +21,8 @@ TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def edge_model():
-    sys.path.insert(0, str(ROOT))
-    try:
-        from examples import models
-    finally:
-        sys.path.remove(str(ROOT))
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            g = load_model(models.export(name, **models.SMALL[name]))
-            cache[name] = (g, quantize(g))
-        return cache[name]
-
-    return get
+def edge_model(example_model):
+    return example_model
 
 
 @pytest.mark.parametrize("name", sorted(SQNR_FLOOR))

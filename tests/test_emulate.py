@@ -5,7 +5,6 @@ reason, only when it is missing. Runs are bounded by timeouts (deadlocks hang).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,21 +162,8 @@ MODELS = ["lenet5", "alexnet", "vgg16", "resnet18", "mobilenetv2"]
 
 
 @pytest.fixture(scope="module")
-def reference_models():
-    sys.path.insert(0, str(ROOT))
-    try:
-        from examples import models
-    finally:
-        sys.path.remove(str(ROOT))
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            g = load_model(models.export(name, **models.SMALL[name]))
-            cache[name] = (g, quantize(g))
-        return cache[name]
-
-    return get
+def reference_models(example_model):
+    return example_model
 
 
 @needs_emulator

@@ -1,7 +1,6 @@
 """Graph shapes: a tensor in several addressed buffers (DenseNet), zero padding before a max pool."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -83,15 +82,11 @@ def test_dense_block_bit_exact(tmp_path):
 # -- ONNX models from torch ---------------------------------------------------------------
 torch = pytest.importorskip("torch")
 nn = torch.nn
+from torch_export import export_torch  # noqa: E402  (needs torch)
 
 
 def export(model, shape, path) -> str:
-    torch.manual_seed(0)
-    model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, *shape),), str(path), dynamo=False, opset_version=13)
-    return str(path)
+    return export_torch(model, shape, path)
 
 
 class DenseLayer(nn.Module):

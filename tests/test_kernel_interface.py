@@ -27,8 +27,8 @@ CFG = {"vec_size": 4, "lane_num": 3, "conv_gp_size_x": 2}
 
 
 def every_kernel_graph():
-    """conv, dense, depthwise, pool, LRN, a 3-input add, a standalone activation, a product and a concat: all nine
-    kernels."""
+    """conv, dense, depthwise, pool, LRN, a 3-input add, a standalone activation, a product, a concat and a resize:
+    all ten kernels."""
     b = Builder("iface", (3, 8, 8), seed=4)
     x = b.conv(GRAPH_INPUT, 6, 3)
     x = b.lrn(x, size=3)
@@ -37,7 +37,7 @@ def every_kernel_graph():
     z = b.conv(p, 6, 1, act="none")
     a = b.add(d, z, p, act="relu")
     c = b.concat(a, b.act(z, act="leaky"), b.mul(d, z))
-    b.dense(c, 5)
+    b.dense(b.resize(c), 5)
     return b.build()
 
 

@@ -3,7 +3,6 @@
 mul kernel bit-exact in the emulator."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from onnx_builders import parity
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+from torch_export import export_torch  # noqa: E402  (needs torch)
 TOL = 1e-4
 
 
@@ -68,16 +68,7 @@ class Gated(nn.Module):
 
 
 def export(model, shape, path, dynamo=False):
-    torch.manual_seed(0)
-    model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(model, (torch.randn(1, *shape),), str(path), dynamo=True, external_data=False,
-                              verbose=False)
-        else:
-            torch.onnx.export(model, (torch.randn(1, *shape),), str(path), dynamo=False, opset_version=13)
-    return str(path)
+    return export_torch(model, shape, path, dynamo=dynamo)
 
 
 @pytest.mark.parametrize("variant", ["linear-view", "linear-unsqueeze", "conv1x1-relu6"])

@@ -12,8 +12,6 @@ must follow it; tests/test_kernel_interface.py parses a rendered project to chec
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .. import ops
 from ..hw.arch import ADD_MAX_INPUTS, CHANNEL_DEPTH
 from ..ops.kernel_args import Arg

@@ -77,6 +77,7 @@ class Plan:
     kernels: list[str]
     depths: BufferSizes  # the lowering's buffer depths (the cost model sizes the same ones)
     packed_weights: bool = False  # weights packed at each layer's width (hw/widths.py)
+    output_layers: list[int] = field(default_factory=list)  # every graph output in order; [0] is output_layer
 
     @property
     def data_dtype(self) -> np.dtype:
@@ -162,9 +163,10 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
                 bits = widths.weight_bits(k.name)
                 lp.arrays["w"] = pack_weights(lp.arrays["w"], bits, *k.op.weight_blocks(k, hw))
                 lp.args["w_bits"] = bits
-    return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers,
-                [lp.index for lp in layers if lp.stem == stems[graph.output]][0], kernels,
-                buffer_sizes(lowered, hw, GENERATED), packed)
+    index = {lp.stem: lp.index for lp in layers}
+    outputs = [index[stems[name]] for name in graph.outputs]
+    return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers, outputs[0], kernels,
+                buffer_sizes(lowered, hw, GENERATED), packed, outputs)
 
 
 __all__ = ["ACT_CODES", "ALL_KERNELS", "Buffer", "LayerPlan", "Plan", "View", "make_plan"]

@@ -81,8 +81,12 @@ def golden_files(plan: Plan, graph: Graph, sim) -> dict[str, bytes]:
     put("input", sim.input_int)
     for layer, lp in zip(graph.layers, plan.layers):
         put(f"layers/{lp.stem}", sim.ints[layer.name].reshape((n,) + (lp.args["out_c"], lp.args["out_h"], lp.args["out_w"])))
-    out = plan.layers[plan.output_layer]
-    put("output", sim.ints[graph.output].reshape((n, out.args["out_c"], out.args["out_h"], out.args["out_w"])))
+    # one output: golden/output.*; several: golden/output_<i>.* in the graph's output order
+    several = len(graph.outputs) > 1
+    for i, (name, index) in enumerate(zip(graph.outputs, plan.output_layers)):
+        out = plan.layers[index]
+        put(f"output_{i}" if several else "output",
+            sim.ints[name].reshape((n, out.args["out_c"], out.args["out_h"], out.args["out_w"])))
     return files
 
 
@@ -122,6 +126,7 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "buffers_list": [{"name": b.name, "c": b.c, "h": b.h, "w": b.w} for b in plan.buffers],
         "input": {"c": c, "h": h, "w": w},
         "output_layer": plan.output_layer,
+        "output_layers": plan.output_layers,
         "layers": layers,
         "n_layers": len(layers),
         "consts": constants(),

@@ -62,6 +62,10 @@ def save_model(graph: Graph, formats: Formats, stems: dict[str, str]) -> dict[st
         doc["input_layout"] = graph.input_layout
     if graph.declared_output is not None:
         doc["declared_output"] = list(graph.declared_output)
+    if len(graph.outputs) > 1:  # only then, so single-output projects stay as they were
+        doc["outputs"] = [rename[o] for o in graph.outputs]
+        if graph.declared_outputs:
+            doc["declared_outputs"] = {rename[k]: list(v) for k, v in graph.declared_outputs.items()}
     files["model/model.json"] = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
     return files
 
@@ -93,6 +97,21 @@ def user_output_shape(project: Path) -> tuple[int, ...] | None:
         return None
 
 
+def user_output_shapes(project: Path) -> list[tuple[int, ...] | None]:
+    """Each graph output as the ONNX model declares it, in order (one entry for a single output)."""
+    try:
+        doc = json.loads((Path(project) / "model" / "model.json").read_text())
+        names = doc.get("outputs")
+        if not names:
+            return [user_output_shape(project)]
+        declared = doc.get("declared_outputs") or {}
+        shapes = {e["name"]: e["out_shape"] for e in doc["layers"]}
+        return [user_output_shape(project) if i == 0 else tuple(int(d) for d in declared.get(name, shapes[name]))
+                for i, name in enumerate(names)]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return [None]
+
+
 def load_model(project: Path) -> tuple[Graph, Formats]:
     """The graph and formats stored by `save_model` (layer names are the stems)."""
     project = Path(project)
@@ -111,7 +130,9 @@ def load_model(project: Path) -> tuple[Graph, Formats]:
             kwargs = {k: _restore(k, v, project) for k, v in entry.items() if k != "kind"}
             layers.append(cls(**kwargs))
         graph = Graph("model", tuple(doc["input_shape"]), layers, doc["output"], softmax=doc["softmax"],
-                      input_layout=doc.get("input_layout", "NCHW"))
+                      input_layout=doc.get("input_layout", "NCHW"), outputs=list(doc.get("outputs") or []),
+                      declared_outputs={k: tuple(int(d) for d in v)
+                                        for k, v in (doc.get("declared_outputs") or {}).items()})
         declared = doc.get("declared_output")
         graph.declared_output = None if declared is None else tuple(int(d) for d in declared)
         if graph.input_layout not in ("NCHW", "NHWC") or (

@@ -49,6 +49,8 @@ def command(project, input_path, labels, timeout, dump_dir, channel_depth, as_js
         click.echo(f"{'(wall clock per image)':40s} {res.wall_ms_per_image:10.3f}")
     acc = None
     if labels:
+        if res.per_output:
+            raise Cnn2GateError(f"--labels needs a model with one output; this one has {len(res.per_output)}")
         y = load_array(labels, "labels").reshape(-1)
         if len(y) != res.images:
             raise Cnn2GateError(f"{labels}: {len(y)} labels for {res.images} inputs")

@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
@@ -6,7 +7,7 @@ import numpy as np
 from ..atomic import write_file_atomic
 from ..batch import as_batch
 from ..frontend import load_model
-from ..ir.reference import predict
+from ..ir.reference import execute, predict
 from ..ir.summary import format_table
 from ..quant import load_formats, quantize, quantize_params
 from ..sim import PATHS, report
@@ -20,6 +21,31 @@ CALIB_SAMPLES = 256
 
 def save_npy_atomic(path: str, arr: np.ndarray) -> None:
     write_file_atomic(path, lambda f: np.save(f, arr), "output")
+
+
+def check_output_path(graph, output: str) -> None:
+    """One output goes to the file -o names; several go into the directory -o names."""
+    n = len(graph.outputs)
+    if n == 1:
+        if Path(output).is_dir():
+            raise click.UsageError(f"-o {output} is a directory; the model has one output: give a .npy file")
+        return
+    if output.endswith(".npy") or Path(output).is_file():
+        raise click.UsageError(f"the model has {n} outputs ({', '.join(graph.outputs)}): -o must name a directory, "
+                               f"where output_0.npy .. output_{n - 1}.npy are written, not the file {output}")
+
+
+def save_outputs(graph, output: str, arrays: list[np.ndarray]) -> list[str]:
+    """Write each graph output in its declared shape; returns the files written."""
+    if len(arrays) == 1:
+        save_npy_atomic(output, graph.user_outputs(arrays[0]))
+        return [output]
+    Path(output).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (name, y) in enumerate(zip(graph.outputs, arrays)):
+        paths.append(str(Path(output) / f"output_{i}.npy"))
+        save_npy_atomic(paths[-1], graph.user_output(name, y))
+    return paths
 
 
 @click.command("simulate")
@@ -37,7 +63,8 @@ def save_npy_atomic(path: str, arr: np.ndarray) -> None:
 @click.option("--cluster", metavar="ADDRESS", default=None,
               help="Run the batches as tasks on the Ray cluster at ADDRESS (HOST:PORT of the head; `auto`: "
               "RAY_ADDRESS). Same outputs as a local run, bit for bit (docs/cluster.md).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the outputs (.npy).")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the outputs: a .npy file; "
+              "for a model with several outputs a directory (output_<i>.npy in the model's output order).")
 @json_option
 @quiet_option
 def command(model, input_shape, input_path, formats_path, use_float, ints, show_report, sim_path, batch_size, cluster,
@@ -46,12 +73,17 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
     quiet = quiet or as_json
     graph = load_model(model, input_shape=input_shape)
     x = as_batch(graph, load_array(input_path, "input"), input_path)
+    check_output_path(graph, output)
     if use_float and cluster:
         raise click.UsageError("--cluster runs the integer simulation; --float runs in this process only")
     if use_float:
-        save_npy_atomic(output, graph.user_outputs(predict(graph, x)))
+        if len(graph.outputs) == 1:
+            files = save_outputs(graph, output, [predict(graph, x)])
+        else:
+            ref = execute(graph, x)
+            files = save_outputs(graph, output, [ref[name] for name in graph.outputs])
         if as_json:
-            echo_json({"output": output, "inputs": len(x), "mode": "float"})
+            echo_json({"output": output, "inputs": len(x), "mode": "float", **_files_doc(graph, files)})
         elif not quiet:
             click.echo(f"wrote {output}: float outputs for {len(x)} inputs", err=True)
         return
@@ -83,11 +115,12 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
     warnings = res.warnings
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    save_npy_atomic(output, graph.user_outputs(res.outputs))
+    files = save_outputs(graph, output, res.all_outputs)
     rows = report(graph, qg, x[:REPORT_SAMPLES], path=sim_path) if show_report else None
     if as_json:
         echo_json({"output": output, "inputs": len(x), "mode": "integer" if ints else "dequantised",
-                   "warnings": warnings, "report": rows, "report_inputs": min(len(x), REPORT_SAMPLES)})
+                   "warnings": warnings, "report": rows, "report_inputs": min(len(x), REPORT_SAMPLES),
+                   **_files_doc(graph, files)})
         return
     if not quiet:
         click.echo(f"wrote {output}: {'integer' if ints else 'dequantised'} outputs for {len(x)} inputs", err=True)
@@ -98,3 +131,10 @@ def command(model, input_shape, input_path, formats_path, use_float, ints, show_
         click.echo(format_table(table, ["layer", "kind", "output", "weights", "SQNR dB", "saturated", "acc bits", "worst bits"]))
         if len(x) > REPORT_SAMPLES:
             click.echo(f"(report over the first {REPORT_SAMPLES} inputs)")
+
+
+def _files_doc(graph, files: list[str]) -> dict:
+    """The --json entry naming each output's file; absent for a single output."""
+    if len(files) == 1:
+        return {}
+    return {"outputs": [{"layer": name, "file": f} for name, f in zip(graph.outputs, files)]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.serialize import user_output_shape
+from ..codegen.serialize import user_output_shapes
 from ..errors import Cnn2GateError
 from .run import DEFAULT_TIMEOUT, EMULATION_CHANNEL_DEPTH, EmulationResult, EmulationTimeout, Mismatch, build_host, emulate_ints
 from .runtime import RuntimeMissing, emulator_available, opencl_env
@@ -35,8 +35,12 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
     if not (project / "device" / "cnn2gate.cl").exists():
         raise Cnn2GateError(f"{project} is not a cnn2gate project (device/cnn2gate.cl missing)")
     stems = sorted(p.stem for p in (project / "golden" / "layers").glob("*.npy"))
+    # several graph outputs: golden/output_<i>.npy, compared one by one
+    n_out = len(list((project / "golden").glob("output_*.npy")))
+    out_names = [f"output_{i}" for i in range(n_out)] if n_out > 1 else ["output"]
     if x is None:
-        x_int, expected = _golden(project, "input"), _golden(project, "output")
+        x_int = _golden(project, "input")
+        expected = [_golden(project, name) for name in out_names]
         layers = {s: _golden(project, f"layers/{s}") for s in stems} if dump_dir is not None else None
     else:
         from ..batch import as_batch
@@ -47,16 +51,20 @@ def emulate_project(project, x=None, *, timeout: float = DEFAULT_TIMEOUT, dump_d
         x = as_batch(graph, x)
         sim = simulate(graph, formats, x, keep="all" if dump_dir is not None else "output")
         n = sim.input_int.shape[0]
-        out_shape = _golden(project, "output").shape[1:]
-        x_int, expected = sim.input_int, sim.output_int.reshape((n,) + out_shape)
+        x_int = sim.input_int
+        expected = [y.reshape((n,) + _golden(project, name).shape[1:]) for y, name in zip(sim.outputs_int, out_names)]
         layers = None
         if dump_dir is not None:
             layers = {s: sim.ints[s].reshape((n,) + _golden(project, f"layers/{s}").shape[1:]) for s in stems}
+    if len(expected) == 1:
+        expected = expected[0]
     res = emulate_ints(project, x_int, expected, timeout=timeout, expected_layers=layers, dump_dir=dump_dir,
                        channel_depth=channel_depth)
-    declared = user_output_shape(project)
-    if declared is not None and res.outputs.size == res.images * int(np.prod(declared)):
-        res.outputs = res.outputs.reshape((res.images,) + declared)  # as the ONNX model declares it
+    shapes = user_output_shapes(project)
+    for k, (y, declared) in enumerate(zip(res.all_outputs, shapes)):
+        if declared is not None and y.size == res.images * int(np.prod(declared)):
+            res.all_outputs[k] = y.reshape((res.images,) + declared)  # as the ONNX model declares it
+    res.outputs = res.all_outputs[0]
     return res
 
 

@@ -80,6 +80,7 @@ class Mismatch:
     index: tuple[int, ...]  # (c, h, w)
     got: int
     expected: int
+    output: int = 0  # which graph output, in the model's order
 
 
 @dataclass
@@ -96,6 +97,9 @@ class EmulationResult:
     layer_mismatches: dict[str, int] = field(default_factory=dict)
     stdout: str = ""
     stderr: str = ""  # the host's messages, e.g. the device build log when it has warnings
+    all_outputs: list[np.ndarray] = field(default_factory=list)  # every graph output; [0] is `outputs`
+    #: per graph output {"output", "elements", "mismatches"}; only for a model with several outputs
+    per_output: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -103,10 +107,14 @@ class EmulationResult:
 
     def summary(self) -> str:
         if self.passed:
-            return f"PASS: {self.elements} of {self.elements} output elements bit-exact ({self.images} image(s))"
+            each = f" in {len(self.per_output)} outputs" if self.per_output else ""
+            return f"PASS: {self.elements} of {self.elements} output elements bit-exact{each} ({self.images} image(s))"
         lines = [f"FAIL: {self.mismatches} of {self.elements} output elements differ ({self.images} image(s))"]
+        for o in self.per_output:
+            lines.append(f"  output {o['output']}: {o['mismatches']} of {o['elements']} elements differ")
         for m in self.first:
-            lines.append(f"  image {m.image} (c,h,w)={m.index}: got {m.got}, expected {m.expected}")
+            where = f"output {m.output} " if self.per_output else ""
+            lines.append(f"  {where}image {m.image} (c,h,w)={m.index}: got {m.got}, expected {m.expected}")
         if self.first_bad_layer:
             lines.append(f"  first layer that differs: {self.first_bad_layer} "
                          f"({self.layer_mismatches[self.first_bad_layer]} elements)")
@@ -169,7 +177,8 @@ def _parse_times(stdout: str) -> tuple[dict[str, float], float]:
 def emulate_ints(project, x_int: np.ndarray, expected: np.ndarray, *, timeout: float = DEFAULT_TIMEOUT,
                  expected_layers: dict[str, np.ndarray] | None = None, dump_dir=None,
                  channel_depth: int | None = EMULATION_CHANNEL_DEPTH) -> EmulationResult:
-    """Run integer inputs (N, C, H, W) through the emulated design and compare with `expected`.
+    """Run integer inputs (N, C, H, W) through the emulated design and compare with `expected`
+    (one array, or a list with one array per graph output for a model with several).
 
     expected_layers (stem -> (N, C, H, W)) with dump_dir: also dump every layer and
     report the first one that differs. channel_depth: None keeps the generated depth.
@@ -177,13 +186,18 @@ def emulate_ints(project, x_int: np.ndarray, expected: np.ndarray, *, timeout: f
     project = Path(project).resolve()
     exe = build_host(project)
     x_int = np.asarray(x_int)
-    expected = np.asarray(expected, dtype=np.int64)
+    several = isinstance(expected, (list, tuple))
+    expecteds = [np.asarray(e, dtype=np.int64) for e in (expected if several else [expected])]
+    several = len(expecteds) > 1
     n = x_int.shape[0]
     with tempfile.TemporaryDirectory(prefix="cnn2gate-emu-") as tmp:
         tmp = Path(tmp)
         (tmp / "input.bin").write_bytes(np.ascontiguousarray(x_int.astype("<i2")).tobytes())
         args = ["--source", str(project / "device" / "cnn2gate.cl"), "--weights", str(project / "weights"),
-                "--input", str(tmp / "input.bin"), "--output", str(tmp / "output.bin")]
+                "--input", str(tmp / "input.bin")]
+        out_files = [tmp / f"output_{i}.bin" for i in range(len(expecteds))] if several else [tmp / "output.bin"]
+        for f in out_files:
+            args += ["--output", str(f)]
         if channel_depth:
             args += ["--channel-depth", str(_capped_depth(project, channel_depth))]
         if dump_dir is not None:
@@ -192,14 +206,18 @@ def emulate_ints(project, x_int: np.ndarray, expected: np.ndarray, *, timeout: f
         proc = run_host(exe, args, timeout)
         if proc.returncode != 0:
             raise Cnn2GateError(f"the host program failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
-        raw = np.frombuffer((tmp / "output.bin").read_bytes(), dtype="<i2").astype(np.int64)
-    got = raw.reshape(expected.shape)
+        gots = [np.frombuffer(f.read_bytes(), dtype="<i2").astype(np.int64).reshape(e.shape)
+                for f, e in zip(out_files, expecteds)]
     times, wall = _parse_times(proc.stdout)
-    diff = got != expected
-    first = [Mismatch(int(i[0]), tuple(int(v) for v in i[1:]), int(got[tuple(i)]), int(expected[tuple(i)]))
-             for i in np.argwhere(diff)[:MAX_REPORTED]]
-    res = EmulationResult(project, n, int(expected.size), int(diff.sum()), first, times, wall, got,
-                          stdout=proc.stdout, stderr=proc.stderr)
+    first, per_output = [], []
+    for k, (got, want) in enumerate(zip(gots, expecteds)):
+        diff = got != want
+        first += [Mismatch(int(i[0]), tuple(int(v) for v in i[1:]), int(got[tuple(i)]), int(want[tuple(i)]), k)
+                  for i in np.argwhere(diff)[:MAX_REPORTED - len(first)]]
+        per_output.append({"output": k, "elements": int(want.size), "mismatches": int(diff.sum())})
+    res = EmulationResult(project, n, sum(o["elements"] for o in per_output), sum(o["mismatches"] for o in per_output),
+                          first, times, wall, gots[0], stdout=proc.stdout, stderr=proc.stderr, all_outputs=gots,
+                          per_output=per_output if several else [])
     if dump_dir is not None and expected_layers:
         for stem, want in expected_layers.items():
             path = Path(dump_dir) / f"{stem}.bin"

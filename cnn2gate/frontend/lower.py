@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import ops
 from ..errors import ModelError
 from ..ir.copies import add_view_copies
@@ -134,8 +132,9 @@ class Lowering:
 
     def softmax_op(self, n: Node) -> None:
         shape = self.g.shape(n.inputs[0])
-        if n.outputs[0] != self.g.output:
-            raise Unsupported("Softmax is only supported as the last node (it runs on the host)")
+        if n.outputs[0] != self.g.output or len(self.g.outputs) > 1:
+            raise Unsupported("Softmax is only supported as the last node of a model with one output (it runs on "
+                              "the host)")
         axis = int(n.attrs.get("axis", -1 if self.g.opset >= 13 else 1))
         if shape is None or any(d != 1 for i, d in enumerate(shape) if i not in (0, axis % len(shape))):
             raise Unsupported(f"Softmax over axis {axis} of {shape} is not over the class vector")
@@ -229,13 +228,23 @@ def lower(g: WGraph) -> Graph:
     low.run()
     if low.errors:
         raise ModelError(_format_errors(g, low.errors))
-    out_layer, _ = low.src.get(g.output, (None, None))
-    if out_layer is None or out_layer == GRAPH_INPUT:
-        raise ModelError(f"{g.source}: the graph output {g.output!r} is not computed by any supported layer")
+    out_layers = []
+    for out in g.outputs:
+        out_layer, _ = low.src.get(out, (None, None))
+        if out_layer is None or out_layer == GRAPH_INPUT:
+            raise ModelError(f"{g.source}: the graph output {out!r} is not computed by any supported layer")
+        if out_layer in out_layers:
+            raise ModelError(f"{g.source}: graph outputs {g.outputs[out_layers.index(out_layer)]!r} and {out!r} are "
+                             "the same tensor")
+        out_layers.append(out_layer)
     graph = Graph(name=sanitize(g.name, "model"), input_shape=tuple(g.shapes[g.input][1:]), layers=low.layers,
-                  output=out_layer, softmax=low.softmax, input_source=g.input, meta=dict(g.meta),
-                  input_layout=g.meta.get("input_layout", "NCHW"))
+                  output=out_layers[0], softmax=low.softmax, input_source=g.input, meta=dict(g.meta),
+                  input_layout=g.meta.get("input_layout", "NCHW"), outputs=out_layers)
     graph.declared_output = _declared_output(g.shape(g.output), graph.output_shape)
+    for out, name in list(zip(g.outputs, out_layers))[1:]:
+        declared = _declared_output(g.shape(out), graph.layer(name).out_shape)
+        if declared is not None:
+            graph.declared_outputs[name] = declared
     try:
         graph.validate()
         graph = add_view_copies(graph)  # a tensor in several addressed buffers (docs/frontend.md)

@@ -170,16 +170,23 @@ def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in weights]
 
 
-def single_io(model: onnx.ModelProto, source: str) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
+def single_io(model: onnx.ModelProto, source: str) -> tuple[onnx.ValueInfoProto, list[onnx.ValueInfoProto]]:
+    """The one image input and the graph outputs (one or more, in order)."""
     inputs = real_inputs(model)
     if len(inputs) != 1:
         names = ", ".join(repr(i.name) for i in inputs) or "none"
         raise ModelError(f"{source}: expected exactly one graph input (image), found {len(inputs)}: {names}")
     outputs = list(model.graph.output)
-    if len(outputs) != 1:
-        names = ", ".join(repr(o.name) for o in outputs) or "none"
-        raise ModelError(f"{source}: expected exactly one graph output, found {len(outputs)}: {names}")
-    return inputs[0], outputs[0]
+    if not outputs:
+        raise ModelError(f"{source}: the graph declares no output")
+    if len(outputs) > 1:  # several results (detector heads), never a tensor that other nodes read too
+        for o in outputs:
+            readers = [n.name or n.op_type for n in model.graph.node if o.name in n.input]
+            if readers:
+                raise ModelError(f"{source}: graph output {o.name!r} is also read by {', '.join(map(repr, readers))}; "
+                                 "with several graph outputs each must be a final result (or give exactly one graph "
+                                 "output)")
+    return inputs[0], outputs
 
 
 def leads_to_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:

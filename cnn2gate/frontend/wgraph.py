@@ -49,6 +49,15 @@ class WGraph:
     dtypes: dict[str, int]
     meta: dict = field(default_factory=dict)
     _counter: int = 0
+    #: every graph output in order; outputs[0] is `output`
+    outputs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            self.outputs = [self.output]
+
+    def is_output(self, tensor: str) -> bool:
+        return tensor in self.outputs
 
     # -- queries ---------------------------------------------------------
     def is_const(self, tensor: str) -> bool:
@@ -66,7 +75,7 @@ class WGraph:
     def sole_consumer(self, tensor: str) -> Node | None:
         """The one node reading `tensor`, or None if it has several readers or is the graph output."""
         users = self.consumers(tensor)
-        if len(users) != 1 or tensor == self.output or users[0].inputs.count(tensor) != 1:
+        if len(users) != 1 or self.is_output(tensor) or users[0].inputs.count(tensor) != 1:
             return None
         return users[0]
 
@@ -96,8 +105,8 @@ class WGraph:
         """Every reader of `old` reads `new` instead (used when a node is bypassed)."""
         for node in self.nodes:
             node.inputs = [new if t == old else t for t in node.inputs]
-        if self.output == old:
-            self.output = new
+        self.outputs = [new if t == old else t for t in self.outputs]
+        self.output = self.outputs[0]
 
     def bypass(self, node: Node) -> None:
         """Remove a node whose first output equals its first input (Identity-like)."""
@@ -111,7 +120,7 @@ class WGraph:
         """Drop nodes whose outputs nobody reads, and constants nobody uses."""
         removed = 0
         while True:
-            live = {self.output} | {t for n in self.nodes for t in n.inputs}
+            live = set(self.outputs) | {t for n in self.nodes for t in n.inputs}
             dead = [n for n in self.nodes if not any(o in live for o in n.outputs if o)]
             if not dead:
                 break
@@ -177,7 +186,7 @@ def from_model(model: onnx.ModelProto, source: str, input_name: str) -> WGraph:
         nodes.append(Node(n.op_type, n.name, list(n.input), list(n.output), attrs,
                           domain=n.domain if n.domain != "ai.onnx" else "", sources=[n.name]))
     return WGraph(name=g.name, source=source, opset=default_opset(model), input=input_name,
-                  output=g.output[0].name, nodes=nodes, consts=consts, shapes=shapes, dtypes=dtypes)
+                  output=g.output[0].name, outputs=[o.name for o in g.output], nodes=nodes, consts=consts, shapes=shapes, dtypes=dtypes)
 
 
 def _attr_for_onnx(value):
@@ -208,8 +217,8 @@ def to_model(wg: WGraph, template: onnx.ModelProto, small_consts_only: bool = Fa
     inp = [i for i in template.graph.input if i.name == wg.input]
     if inp and wg.input in wg.shapes:  # the input may have been re-laid-out (NHWC absorbed)
         inp = [helper.make_tensor_value_info(wg.input, inp[0].type.tensor_type.elem_type, list(wg.shapes[wg.input]))]
-    out = helper.make_tensor_value_info(wg.output, wg.dtypes.get(wg.output, onnx.TensorProto.FLOAT), None)
-    graph = helper.make_graph(nodes, template.graph.name, inp + typed, [out], initializer=inits)
+    outs = [helper.make_tensor_value_info(o, wg.dtypes.get(o, onnx.TensorProto.FLOAT), None) for o in wg.outputs]
+    graph = helper.make_graph(nodes, template.graph.name, inp + typed, outs, initializer=inits)
     model = helper.make_model(graph, opset_imports=list(template.opset_import))
     # IR < 4 only types initializers that are also graph inputs; we no longer list them.
     model.ir_version = max(template.ir_version, 7)

@@ -57,7 +57,7 @@ class Layer:
 
 @dataclass(eq=False)
 class Graph:
-    """A DAG of layers in topological order with one input and one output."""
+    """A DAG of layers in topological order with one input and one or more outputs."""
 
     name: str
     input_shape: Shape  # (C, H, W)
@@ -72,8 +72,16 @@ class Graph:
     #: The ONNX output's shape without batch, when it differs from the IR's only by size-1
     #: axes (a squeezed global pool gives (1000,) where the IR has (1000, 1, 1)).
     declared_output: Shape | None = None
+    #: Every graph output in the ONNX model's order; outputs[0] is `output`. Empty means [output].
+    outputs: list[str] = field(default_factory=list)
+    #: Declared shapes (batch dropped) of outputs after the first that differ from the IR's.
+    declared_outputs: dict[str, Shape] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.outputs:
+            self.outputs = [self.output]
+        elif self.outputs[0] != self.output:
+            raise ValueError(f"graph outputs {self.outputs} do not start with output {self.output!r}")
         self._by_name = {layer.name: layer for layer in self.layers}
         if len(self._by_name) != len(self.layers):
             raise ValueError("graph has duplicate layer names")
@@ -108,6 +116,13 @@ class Graph:
             return y
         return y.reshape((y.shape[0],) + tuple(self.declared_output))
 
+    def user_output(self, name: str, y: np.ndarray) -> np.ndarray:
+        """A batch of output `name` in the shape the ONNX model declares."""
+        if name == self.output:
+            return self.user_outputs(y)
+        shape = self.declared_outputs.get(name)
+        return y if shape is None else y.reshape((y.shape[0],) + tuple(shape))
+
     def consumers(self, name: str) -> list[Layer]:
         return [layer for layer in self.layers if name in layer.inputs]
 
@@ -133,5 +148,10 @@ class Graph:
             if tuple(layer.infer_shape()) != tuple(layer.out_shape):
                 raise ValueError(f"layer {layer.name}: out_shape {layer.out_shape} != inferred {layer.infer_shape()}")
             seen.add(layer.name)
-        if self.output not in self._by_name:
-            raise ValueError(f"graph output {self.output!r} is not a layer")
+        for out in self.outputs:
+            if out not in self._by_name:
+                raise ValueError(f"graph output {out!r} is not a layer")
+        if len(set(self.outputs)) != len(self.outputs) or self.outputs[0] != self.output:
+            raise ValueError(f"graph outputs {self.outputs} repeat a layer or do not start with {self.output!r}")
+        if self.softmax and len(self.outputs) > 1:
+            raise ValueError("a final softmax needs a single graph output")

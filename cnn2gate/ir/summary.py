@@ -12,6 +12,9 @@ def summarize(graph: Graph) -> dict:
         "input_shape": list(graph.input_shape),
         "output": graph.output,
         "softmax_on_host": graph.softmax,
+        # only for several outputs, so single-output documents keep their keys
+        **({"outputs": [{"name": name, "shape": list(graph.layer(name).out_shape)} for name in graph.outputs]}
+           if len(graph.outputs) > 1 else {}),
         "layers": [
             {
                 "name": layer.name,

@@ -10,7 +10,7 @@ The registry order is the order of the device kernels in the generated source
 from __future__ import annotations
 
 from .base import ArchLimit, KernelLayer, Op, Unsupported
-from . import activation, add, concat, conv, dense, depthwise, lrn, mul, pool  # noqa: E402  (registry below)
+from . import activation, add, concat, conv, dense, depthwise, lrn, mul, pool, resize  # noqa: E402  (registry below)
 from .activation import Activation
 from .add import Add
 from .concat import Concat
@@ -19,9 +19,11 @@ from .dense import Dense
 from .lrn import LRN
 from .mul import Mul
 from .pool import Pool
+from .resize import Resize
 
 #: every operator, in kernel order; each layer is claimed by exactly one
-OPS: tuple[Op, ...] = (conv.OP, dense.OP, depthwise.OP, pool.OP, lrn.OP, add.OP, activation.OP, mul.OP, concat.OP)
+OPS: tuple[Op, ...] = (conv.OP, dense.OP, depthwise.OP, pool.OP, lrn.OP, add.OP, activation.OP, mul.OP, resize.OP,
+                       concat.OP)
 
 #: IR kind name -> layer class (what a stored project's model.json names)
 LAYER_TYPES = {op.layer_type.kind: op.layer_type for op in OPS}
@@ -60,4 +62,4 @@ def onnx_handlers(internal_domain: str) -> dict[tuple[str, str], Op]:
 from . import lowering  # noqa: E402  (after the registry it reads)
 
 __all__ = ["OPS", "ALL_KERNELS", "LAYER_TYPES", "op_for", "kernel_owner", "onnx_handlers", "Op", "KernelLayer",
-           "Unsupported", "ArchLimit", "Conv", "Dense", "Pool", "LRN", "Add", "Activation", "Mul", "Concat"]
+           "Unsupported", "ArchLimit", "Conv", "Dense", "Pool", "LRN", "Add", "Activation", "Mul", "Resize", "Concat"]

@@ -11,7 +11,6 @@ from typing import ClassVar
 import numpy as np
 
 from ..hw import cycles
-from ..hw import resources as R
 from ..hw.arch import ADD_MAX_INPUTS
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx

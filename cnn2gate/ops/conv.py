@@ -320,7 +320,7 @@ def stored_pixels(layer, graph: Graph) -> int:
     a max pool, in the stream."""
     _, oh, ow = chw(layer.out_shape)
     consumers = graph.consumers(layer.name)
-    if len(consumers) == 1 and layer.name != graph.output:
+    if len(consumers) == 1 and layer.name not in graph.outputs:
         from . import op_for
 
         if op_for(consumers[0]).pools_in_stream(consumers[0]):

@@ -42,7 +42,7 @@ def lower(graph: Graph) -> Lowered:
     if done is None:
         layers = tuple(registry.op_for(layer).lower(layer, graph) for layer in graph.layers)
         done = Lowered(graph.name, layers, sum(k.macs for k in layers), sum(k.params for k in layers),
-                       prod(graph.input_shape), prod(graph.output_shape))
+                       prod(graph.input_shape), sum(prod(graph.layer(o).out_shape) for o in graph.outputs))
         _CACHE[graph] = done
     return done
 

@@ -74,7 +74,7 @@ class PoolOp(Op):
             layer = Pool(**lw.common(n, "gap"), inputs=[x], in_shapes=[shape], out_shape=(), mode="global_avg")
             lw.add(n, layer, squeezed=bool(n.attrs.get("squeezed")))
             return
-        if any(o and (lw.g.consumers(o) or o == lw.g.output) for o in n.outputs[1:]):
+        if any(o and (lw.g.consumers(o) or lw.g.is_output(o)) for o in n.outputs[1:]):
             raise Unsupported("the Indices output of MaxPool is not supported")
         k = [int(v) for v in n.attrs.get("kernel_shape", [])]
         if len(k) != 2:

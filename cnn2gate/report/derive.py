@@ -152,7 +152,7 @@ def pareto_front(history: list[dict], resource: str) -> list[int]:
 
 
 #: how the first-mismatch columns are ordered: where first, then the values; other keys after, sorted
-MISMATCH_ORDER = ("image", "layer", "index", "position", "expected", "actual", "got", "diff")
+MISMATCH_ORDER = ("output", "image", "layer", "index", "position", "expected", "actual", "got", "diff")
 
 
 def _emulation(emu: dict) -> dict:

@@ -39,11 +39,14 @@ def emulation_fact(result, *, accuracy: float | None = None, seconds: float | No
         "verdict": "PASS" if result.passed else "FAIL",
         "elements": result.elements,
         "mismatches": result.mismatches,
-        "first_mismatches": [{"image": m.image, "index": list(m.index), "got": m.got, "expected": m.expected}
+        "first_mismatches": [{**({"output": m.output} if result.per_output else {}), "image": m.image,
+                              "index": list(m.index), "got": m.got, "expected": m.expected}
                              for m in result.first],
         "images": result.images,
         "runtime": runtime,
     }
+    if result.per_output:  # a model with several outputs: each compared on its own
+        doc["outputs"] = [dict(o) for o in result.per_output]
     if accuracy is not None:
         doc["accuracy"] = accuracy
     if seconds is not None:

@@ -74,6 +74,16 @@ class SimResult:
         y = self.floats[self.graph.output]
         return float_ref.softmax(y.reshape(y.shape[0], -1)).reshape(y.shape) if self.graph.softmax else y
 
+    @property
+    def outputs_int(self) -> list[np.ndarray]:
+        """Every graph output's integers, in the graph's output order."""
+        return [self.ints[name] for name in self.graph.outputs]
+
+    @property
+    def outputs_float(self) -> list[np.ndarray]:
+        """Every graph output dequantised (softmax only exists with a single output)."""
+        return [self.output_float] + [self.floats[name] for name in self.graph.outputs[1:]]
+
 
 def _as_qgraph(graph: Graph, formats) -> QuantizedGraph:
     if isinstance(formats, QuantizedGraph):
@@ -117,7 +127,7 @@ def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bo
                 )
         if keep == "output":
             for s in layer.inputs:
-                if last_use.get(s) == i and s != graph.output:
+                if last_use.get(s) == i and s not in graph.outputs:
                     values.pop(s, None)
     values.pop(GRAPH_INPUT, None)
     return SimResult(graph, qg, input_int, values, stats, warnings)

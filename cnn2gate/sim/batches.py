@@ -21,12 +21,13 @@ class BatchResult:
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, dict] = field(default_factory=dict)  # per layer, over every input
     node_ids: list[str] = field(default_factory=list)  # Ray node of each chunk (distributed runs)
+    all_outputs: list[np.ndarray] = field(default_factory=list)  # every graph output; [0] is `outputs`
 
 
 def _run_chunk(chunk):
     graph, qg, path, ints = shared()
     res = simulate(graph, qg, chunk, path=path, keep="output")
-    return (res.output_int if ints else res.output_float), res.warnings, res.stats
+    return (res.outputs_int if ints else res.outputs_float), res.warnings, res.stats
 
 
 def merge_stats(per_chunk: list[dict]) -> dict:
@@ -59,8 +60,9 @@ def simulate_batches(graph, qgraph, x: np.ndarray, *, batch_size: int = 64, path
     warnings: list[str] = []
     for _, ws, _ in results:
         warnings.extend(w for w in ws if w not in warnings)
-    return BatchResult(np.concatenate([out for out, _, _ in results]), warnings,
-                       merge_stats([st for _, _, st in results]), list(getattr(ex, "node_ids", [])))
+    outputs = [np.concatenate([outs[k] for outs, _, _ in results]) for k in range(len(graph.outputs))]
+    return BatchResult(outputs[0], warnings, merge_stats([st for _, _, st in results]),
+                       list(getattr(ex, "node_ids", [])), outputs)
 
 
 def shared_object(graph, qgraph, path: str = "fast", ints: bool = False):

@@ -33,7 +33,7 @@ def _make_affine(g: WGraph, n: Node, x: str, scale, shift) -> None:
 def _is_inference_bn(g: WGraph, n: Node) -> bool:
     if n.op != "BatchNormalization" or n.domain or int(n.attrs.get("training_mode", 0)):
         return False
-    if any(o and (g.consumers(o) or o == g.output) for o in n.outputs[1:]):
+    if any(o and (g.consumers(o) or g.is_output(o)) for o in n.outputs[1:]):
         return False  # running-statistics outputs are training-only
     s = g.shape(n.inputs[0])
     return (s is not None and len(s) in (2, 4) and n.inputs[0] not in g.consts

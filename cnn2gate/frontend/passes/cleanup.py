@@ -15,7 +15,7 @@ def _is_dropout(g: WGraph, n: Node) -> bool:
     # Inference Dropout is the identity; its mask output (rarely used) would need real work.
     if n.op != "Dropout" or n.domain:
         return False
-    mask_used = len(n.outputs) > 1 and n.outputs[1] and (g.consumers(n.outputs[1]) or n.outputs[1] == g.output)
+    mask_used = len(n.outputs) > 1 and n.outputs[1] and (g.consumers(n.outputs[1]) or g.is_output(n.outputs[1]))
     return not mask_used
 
 

@@ -52,7 +52,7 @@ def _is_transpose4(g: WGraph, n: Node) -> bool:
 # -- split a transpose read by several nodes into one per reader ---------
 
 def _is_shared_transpose(g: WGraph, n: Node) -> bool:
-    return _is_transpose4(g, n) and n.outputs[0] != g.output and len(g.consumers(n.outputs[0])) > 1
+    return _is_transpose4(g, n) and not g.is_output(n.outputs[0]) and len(g.consumers(n.outputs[0])) > 1
 
 
 def _split(g: WGraph, n: Node) -> None:
@@ -257,7 +257,7 @@ def _nhwc_flatten(g: WGraph, n: Node):
     if flat is None or flat.op not in ("Flatten", "Reshape") or not flatten_to_2d(g, flat):
         return None
     readers = g.consumers(flat.outputs[0])
-    if not readers or flat.outputs[0] == g.output or not all(is_dense(g, r) and r.inputs[0] == flat.outputs[0] for r in readers):
+    if not readers or g.is_output(flat.outputs[0]) or not all(is_dense(g, r) and r.inputs[0] == flat.outputs[0] for r in readers):
         return None
     return flat, readers
 
