@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from .ir.layers import GRAPH_INPUT, Graph
-from .ops import LRN, Activation, Add, Concat, Conv, Dense, Mul, Pool, Resize
+from .ops import LRN, Activation, Add, Concat, Conv, Dense, Mul, Pool, Resize, ZeroInsert
+from .ops import Shuffle, Split
 
 _ZERO = np.float32(0.0)
 
@@ -102,8 +103,24 @@ class Builder:
         """Nearest upsampling by the integer factor `scale` (or (sy, sx)) on H and W."""
         return self._add(Resize, name, [src], scale=_pair(scale), act=act)
 
+    def conv_transpose(self, src, m, k=2, stride=2, pad=0, output_padding=0, act="relu", name=None):
+        """A transposed convolution as the front end lowers it: zero insertion, then a stride-1 conv
+        (random weights stand for the flipped ones; pad <= k - 1 keeps the conv's padding >= 0)."""
+        (kh, kw), (sy, sx), (py, px), (oy, ox) = _pair(k), _pair(stride), _pair(pad), _pair(output_padding)
+        z = self._add(ZeroInsert, None if name is None else f"{name}_zeros", [src], stride=(sy, sx))
+        pads = (kh - 1 - py, kw - 1 - px, kh - 1 - py + oy, kw - 1 - px + ox)
+        return self.conv(z, m, (kh, kw), 1, pads, act=act, name=name)
+
     def concat(self, *srcs, name=None):
         return self._add(Concat, name, list(srcs))
+
+    def split(self, src, c_off, channels, name=None):
+        """Channels [c_off, c_off + channels) of src (one output of a channel Split)."""
+        return self._add(Split, name, [src], c_off=c_off, channels=channels)
+
+    def shuffle(self, src, groups=2, name=None):
+        """ShuffleNet's channel shuffle: output channel o is input (o % groups) * (C / groups) + o // groups."""
+        return self._add(Shuffle, name, [src], groups=groups)
 
     def act(self, src, act="relu", alpha=None, name=None, fn="none", fn_alpha=0.0, fn_beta=0.0):
         """A standalone activation layer (one its producer could not take over), or the table

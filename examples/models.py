@@ -453,6 +453,62 @@ def efficientnet_b0(width: float = 1.0, input_size: int | None = None, seed: int
     return _randomize(EfficientNetB0(width), seed)
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit (Ma et al. 2018, Fig. 3 c/d): stride 1 splits the channels in half and
+    transforms one half; stride 2 transforms both copies of the input. Then concat and shuffle."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        if stride == 2:
+            self.branch1 = nn.Sequential(*_conv_bn_act(cin, cin, 3, stride, groups=cin, act=None),
+                                         *_conv_bn_act(cin, half, 1))
+        inner = cin if stride == 2 else half
+        self.branch2 = nn.Sequential(*_conv_bn_act(inner, half, 1),
+                                     *_conv_bn_act(half, half, 3, stride, groups=half, act=None),
+                                     *_conv_bn_act(half, half, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, width: float):
+        super().__init__()
+        cin = scaled(24, width, 4)
+        layers = [*_conv_bn_act(3, cin, 3, 2), nn.MaxPool2d(3, 2, 1)]
+        for c, n in ((48, 4), (96, 8), (192, 4)):  # Table 5, x0.5: one stride-2 unit, then 3 / 7 / 3
+            cout = scaled(c, width, 4)
+            layers += [ShuffleUnit(cin, cout, 2 if i == 0 else 1) for i in range(n)]
+            cin = cout
+        last = scaled(1024, width, 4)
+        layers += _conv_bn_act(cin, last, 1)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def shufflenet_v2(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """ShuffleNetV2 x0.5 (channel split, channel shuffle): 3x224x224 -> 1000, 1.37 M params."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"shufflenet_v2: input_size {s} too small (needs >= 32)")
+    return _randomize(ShuffleNetV2(width), seed)
+
+
 # ---------------------------------------------------------------------------
 # Keras LeNet (built and exported in a subprocess with KERAS_BACKEND=torch)
 
@@ -548,6 +604,7 @@ MODELS: dict[str, ModelInfo] = {
     "mobilenetv3_small": ModelInfo(mobilenetv3_small, 3, 224, 1000),
     "mobilenetv3_large": ModelInfo(mobilenetv3_large, 3, 224, 1000),
     "efficientnet_b0": ModelInfo(efficientnet_b0, 3, 224, 1000),
+    "shufflenet_v2": ModelInfo(shufflenet_v2, 3, 224, 1000),
     "keras_lenet": ModelInfo(keras_lenet, 1, 32, 10, framework="keras", layout="NHWC"),
 }
 
@@ -561,6 +618,7 @@ SMALL: dict[str, dict] = {
     "mobilenetv3_small": dict(width=0.25, input_size=32),
     "mobilenetv3_large": dict(width=0.25, input_size=32),
     "efficientnet_b0": dict(width=0.25, input_size=32),
+    "shufflenet_v2": dict(width=0.25, input_size=32),
     "keras_lenet": dict(width=1.0, input_size=32),
 }
 

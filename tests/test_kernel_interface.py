@@ -37,7 +37,8 @@ def every_kernel_graph():
     z = b.conv(p, 6, 1, act="none")
     a = b.add(d, z, p, act="relu")
     c = b.concat(a, b.act(z, act="leaky"), b.mul(d, z))
-    b.dense(b.resize(c), 5)
+    up = b.conv_transpose(b.resize(c), 6, 2, 2)  # zero insertion
+    b.dense(b.shuffle(up, 3), 5)  # a channel shuffle too
     return b.build()
 
 

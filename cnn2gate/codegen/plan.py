@@ -92,6 +92,10 @@ class Plan:
 def _addressed(graph) -> dict[str, tuple[str, int]]:
     """Tensor -> (layer whose buffer holds it, channel offset there), for layers done by addressing."""
     owners: dict[str, tuple[str, int]] = {}
+    for layer in graph.layers:  # outputs that are a channel range of their input's buffer
+        placed = ops.op_for(layer).placed(layer, graph)
+        if placed is not None:
+            owners[layer.name] = placed
     for layer in graph.layers:
         views = ops.op_for(layer).views(layer, graph)
         for src, off in views or ():

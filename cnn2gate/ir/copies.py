@@ -32,13 +32,24 @@ def _claims(graph: Graph) -> list[tuple[int, int]]:
     return out
 
 
+def _placed(layer, graph: Graph) -> bool:
+    from .. import ops
+    from ..ops.base import ArchLimit
+
+    try:
+        return ops.op_for(layer).placed(layer, graph) is not None
+    except ArchLimit:
+        return False
+
+
 def add_view_copies(graph: Graph) -> Graph:
     """The graph with a copy layer before every claim after a tensor's first (and before every
     claim of the graph input); the graph itself when nothing needs one."""
     from ..ops.activation import Activation
 
     claims = _claims(graph)
-    seen: set[str] = set()
+    # a tensor that is itself a range of another buffer (Op.placed) cannot also be written into one
+    seen: set[str] = {layer.name for layer in graph.layers if _placed(layer, graph)}
     need: dict[int, list[int]] = {}
     for li, i in claims:
         src = graph.layers[li].inputs[i]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from .base import ArchLimit, KernelLayer, Op, Unsupported
 from . import activation, add, concat, conv, dense, depthwise, lrn, mul, pool, resize  # noqa: E402  (registry below)
+from . import zero_insert  # noqa: E402
+from . import shuffle, split  # noqa: E402
 from .activation import Activation
 from .add import Add
 from .concat import Concat
@@ -20,10 +22,13 @@ from .lrn import LRN
 from .mul import Mul
 from .pool import Pool
 from .resize import Resize
+from .shuffle import Shuffle
+from .split import Split
+from .zero_insert import ZeroInsert
 
 #: every operator, in kernel order; each layer is claimed by exactly one
 OPS: tuple[Op, ...] = (conv.OP, dense.OP, depthwise.OP, pool.OP, lrn.OP, add.OP, activation.OP, mul.OP, resize.OP,
-                       concat.OP)
+                       zero_insert.OP, shuffle.OP, concat.OP, split.OP)
 
 #: IR kind name -> layer class (what a stored project's model.json names)
 LAYER_TYPES = {op.layer_type.kind: op.layer_type for op in OPS}
@@ -62,4 +67,5 @@ def onnx_handlers(internal_domain: str) -> dict[tuple[str, str], Op]:
 from . import lowering  # noqa: E402  (after the registry it reads)
 
 __all__ = ["OPS", "ALL_KERNELS", "LAYER_TYPES", "op_for", "kernel_owner", "onnx_handlers", "Op", "KernelLayer",
-           "Unsupported", "ArchLimit", "Conv", "Dense", "Pool", "LRN", "Add", "Activation", "Mul", "Resize", "Concat"]
+           "Unsupported", "ArchLimit", "Conv", "Dense", "Pool", "LRN", "Add", "Activation", "Mul", "Resize",
+           "ZeroInsert", "Concat", "Shuffle", "Split"]

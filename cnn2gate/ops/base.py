@@ -187,6 +187,11 @@ class Op:
         input, where the producers write directly. None: the op runs a kernel."""
         return None
 
+    def placed(self, layer, graph: Graph) -> tuple[str, int] | None:
+        """For an op whose output is a channel range of its input's buffer (no kernel, no
+        buffer of its own): (input, channel offset there). None: the layer has its own place."""
+        return None
+
     def host_args(self, k: KernelLayer, q: "QLayer", hw) -> dict[str, int]:
         """The layer's host configuration fields this kernel reads (others stay zero)."""
         return {}

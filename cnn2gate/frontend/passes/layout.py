@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import ops
 from ..wgraph import Node, WGraph
 from .base import Rule, const_of, merge_sources
 from .canonical import is_dense, reduce_axes
@@ -284,4 +285,6 @@ RULES = [
     Rule("push_transpose_through_mean", lambda g, n: _mean_after_transpose(g, n) is not None, _push_through_mean),
     Rule("absorb_input_transpose", _is_input_transpose, _absorb_input),
     Rule("nhwc_flatten_to_dense", lambda g, n: _nhwc_flatten(g, n) is not None, _permute_dense_columns),
+    # Reshape -> Transpose(0,2,1,3,4) -> Reshape: one channel shuffle (the pattern is the shuffle op's)
+    Rule("channel_shuffle", lambda g, n: ops.shuffle.shuffle_of(g, n) is not None, ops.shuffle.fuse_shuffle),
 ]
