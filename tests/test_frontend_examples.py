@@ -24,6 +24,7 @@ EXPECTED_KINDS = {
     "mobilenetv3_small": {"conv", "add", "pool", "dense", "act", "mul"},
     "mobilenetv3_large": {"conv", "add", "pool", "dense", "act", "mul"},
     "efficientnet_b0": {"conv", "add", "pool", "dense", "act", "mul"},
+    "shufflenet_v2": {"conv", "split", "shuffle", "concat", "act", "pool", "dense"},
 }
 
 
