@@ -14,11 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..hw import cycles
 from ..ir.layers import Layer, Shape
-from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, chw
+from .base import KernelLayer, Unsupported, chw
+from .moving import MovingOp
 
 #: ALMs per resize lane at 8 bits (output step, address counters; assumption)
 ALM_RESIZE_PER_LANE = 20.0
@@ -96,7 +95,9 @@ def _factors(lw, n, in_shape) -> tuple[int, int]:
     return _integer_factor(per_axis[2], "the H factor"), _integer_factor(per_axis[3], "the W factor")
 
 
-class ResizeOp(Op):
+class ResizeOp(MovingOp):
+    keeps_name = "a nearest resize"
+    alm_per_lane = ALM_RESIZE_PER_LANE
     name = "resize"
     layer_type = Resize
     onnx_types = ("Resize", "Upsample")
@@ -129,23 +130,8 @@ class ResizeOp(Op):
     def describe(self, layer) -> str:
         return f"{layer.mode} x{layer.scale[0]}" + (f"x{layer.scale[1]}" if layer.scale[1] != layer.scale[0] else "")
 
-    def float_ref(self, layer, x):
+    def move(self, layer, x):
         return replicate(x, layer.scale)
-
-    def int_ref(self, q, x):
-        acc = replicate(x, q.layer.scale)
-        return fx.requant(acc, q.shift, q.out, q.act, q.alpha_q), acc
-
-    def tied_inputs(self, layer) -> tuple[int, ...]:
-        return (0,)
-
-    def tie_violation(self, layer, ins, out) -> str | None:
-        if ins[0] != out:
-            return f"a nearest resize keeps its input format {ins[0]}, got {out}"
-        return None
-
-    def quant_params(self, q, ins, wfmt) -> None:
-        q.shift = ins[0].frac - q.out.frac
 
     # -- hardware ----------------------------------------------------------------------
     def lower(self, layer: Resize, graph) -> KernelLayer:
@@ -156,22 +142,9 @@ class ResizeOp(Op):
     def host_args(self, k, q, hw) -> dict:
         return {"stride_y": k.sy, "stride_x": k.sx}
 
-    def cost(self, k, ctx):
-        # each input vector is read once and written sy * sx times, V channels a cycle
-        compute = ceil_div(k.cg, ctx.config.vec_size) * k.oh * k.ow
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
-        return cycles.streamed(k, ctx, compute, nbytes, k.out_elems)
-
-    def kernel_resources(self, layers, ctx) -> dict:
-        return {"resize": ctx.block(self, "resize", ALM_RESIZE_PER_LANE * ctx.scale * ctx.v, 0)}
-
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS, *K.fields("in_h", "in_w"),
                 K.num("scale_y", "L.stride_y"), K.num("scale_x", "L.stride_x"), *K.REQUANT]
-
-    def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
-        # reads V elements and writes V
-        return (0, 2 * v) if arch.scalar_ports else (0, 0)
 
 
 OP = ResizeOp()

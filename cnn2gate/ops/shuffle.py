@@ -16,11 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..hw import cycles
 from ..ir.layers import Layer, Shape
-from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, chw
+from .base import KernelLayer, Unsupported, chw
+from .moving import MovingOp
 
 #: ALMs per shuffle lane at 8 bits (source-channel address, output step; assumption)
 ALM_SHUFFLE_PER_LANE = 25.0
@@ -80,7 +79,9 @@ def fuse_shuffle(g, n) -> None:
         g.remove(m)
 
 
-class ShuffleOp(Op):
+class ShuffleOp(MovingOp):
+    keeps_name = "a channel shuffle"
+    alm_per_lane = ALM_SHUFFLE_PER_LANE
     name = "shuffle"
     layer_type = Shuffle
     internal_types = ("ChannelShuffle",)
@@ -98,21 +99,8 @@ class ShuffleOp(Op):
     def describe(self, layer) -> str:
         return f"{layer.groups} groups"
 
-    def float_ref(self, layer, x):
+    def move(self, layer, x):
         return shuffle(x, layer.groups)
-
-    def int_ref(self, q, x):
-        acc = shuffle(x, q.layer.groups)
-        return fx.requant(acc, q.shift, q.out, q.act, q.alpha_q), acc
-
-    def tied_inputs(self, layer) -> tuple[int, ...]:
-        return (0,)
-
-    def tie_violation(self, layer, ins, out) -> str | None:
-        return None if ins[0] == out else f"a channel shuffle keeps its input format {ins[0]}, got {out}"
-
-    def quant_params(self, q, ins, wfmt) -> None:
-        q.shift = ins[0].frac - q.out.frac
 
     # -- hardware ----------------------------------------------------------------------
     def lower(self, layer: Shuffle, graph) -> KernelLayer:
@@ -122,22 +110,9 @@ class ShuffleOp(Op):
     def host_args(self, k, q, hw) -> dict:
         return {"groups": k.groups}
 
-    def cost(self, k, ctx):
-        # one output vector of V channels a cycle: V reads (gathered) and V writes
-        compute = ceil_div(k.cg, ctx.config.vec_size) * k.oh * k.ow
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
-        return cycles.streamed(k, ctx, compute, nbytes, k.out_elems)
-
-    def kernel_resources(self, layers, ctx) -> dict:
-        return {"shuffle": ctx.block(self, "shuffle", ALM_SHUFFLE_PER_LANE * ctx.scale * ctx.v, 0)}
-
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS, K.num("h", "L.out_h"), K.num("w", "L.out_w"),
                 *K.fields("groups"), *K.REQUANT]
-
-    def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
-        # reads V elements and writes V
-        return (0, 2 * v) if arch.scalar_ports else (0, 0)
 
 
 OP = ShuffleOp()

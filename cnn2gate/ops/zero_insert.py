@@ -23,11 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..hw import cycles
 from ..ir.layers import Layer, Shape
-from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, chw
+from .base import KernelLayer, Unsupported, chw
+from .moving import MovingOp
 from .conv import Conv
 
 #: ALMs per lane at 8 bits (output step, phase test, address counters; assumption)
@@ -83,7 +82,9 @@ def _ints(n, key, default) -> list[int]:
     return [int(i) for i in v]
 
 
-class ZeroInsertOp(Op):
+class ZeroInsertOp(MovingOp):
+    keeps_name = "zero insertion"
+    alm_per_lane = ALM_ZERO_INSERT_PER_LANE
     name = "zero_insert"
     layer_type = ZeroInsert
     onnx_types = ("ConvTranspose",)
@@ -146,23 +147,8 @@ class ZeroInsertOp(Op):
         text = f"x{layer.stride[0]}" + (f"x{layer.stride[1]}" if layer.stride[1] != layer.stride[0] else "")
         return text + (f" crop {tuple(-p for p in layer.pads)}" if any(layer.pads) else "")
 
-    def float_ref(self, layer, x):
+    def move(self, layer, x):
         return insert_zeros(x, layer.stride, layer.pads, layer.out_shape[1:])
-
-    def int_ref(self, q, x):
-        acc = insert_zeros(x, q.layer.stride, q.layer.pads, q.layer.out_shape[1:])
-        return fx.requant(acc, q.shift, q.out, q.act, q.alpha_q), acc
-
-    def tied_inputs(self, layer) -> tuple[int, ...]:
-        return (0,)
-
-    def tie_violation(self, layer, ins, out) -> str | None:
-        if ins[0] != out:
-            return f"zero insertion keeps its input format {ins[0]}, got {out}"
-        return None
-
-    def quant_params(self, q, ins, wfmt) -> None:
-        q.shift = ins[0].frac - q.out.frac
 
     # -- hardware ----------------------------------------------------------------------
     def lower(self, layer: ZeroInsert, graph) -> KernelLayer:
@@ -173,22 +159,9 @@ class ZeroInsertOp(Op):
     def host_args(self, k, q, hw) -> dict:
         return {"stride_y": k.sy, "stride_x": k.sx, "pad_t": k.pad_t, "pad_l": k.pad_l}
 
-    def cost(self, k, ctx):
-        # one pass over the output, V channels a cycle; each input vector read once
-        compute = ceil_div(k.cg, ctx.config.vec_size) * k.oh * k.ow
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
-        return cycles.streamed(k, ctx, compute, nbytes, k.out_elems)
-
-    def kernel_resources(self, layers, ctx) -> dict:
-        return {"zero_insert": ctx.block(self, "zero_insert", ALM_ZERO_INSERT_PER_LANE * ctx.scale * ctx.v, 0)}
-
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
                 *K.fields("in_h", "in_w", "out_h", "out_w", "stride_y", "stride_x", "pad_t", "pad_l"), *K.REQUANT]
-
-    def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
-        # reads V elements and writes V
-        return (0, 2 * v) if arch.scalar_ports else (0, 0)
 
 
 OP = ZeroInsertOp()
