@@ -54,9 +54,9 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return train_test_split(x, y, test_size=0.2, random_state=SEED, stratify=y)
 
 
-def train(x_train: np.ndarray, y_train: np.ndarray) -> DigitsCNN:
+def train(x_train: np.ndarray, y_train: np.ndarray, model_cls: type[nn.Module] = DigitsCNN) -> nn.Module:
     torch.manual_seed(SEED)
-    model = DigitsCNN()
+    model = model_cls()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
     loss_fn = nn.CrossEntropyLoss()
