@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from cnn2gate.emulate import emulate_project, emulator_available
+from cnn2gate.emulate import emulate_project
 from cnn2gate.errors import ModelError
 from cnn2gate.frontend import convert, load_model
 from cnn2gate.ir import GRAPH_INPUT
@@ -24,6 +24,7 @@ from cnn2gate.ir.reference import predict
 from cnn2gate.sim import simulate, sqnr_db
 from cnn2gate.zoo import Builder
 from onnx_builders import parity
+from sim_checks import emulator_test, integer_batch, paths_agree
 
 TOL = 1e-4
 
@@ -159,20 +160,14 @@ def zero_insert_problem(draw):
     graph = b.build(output="up")
     fmt = QFormat(draw(st.integers(2, 16)), draw(st.integers(-4, 12)))
     formats = Formats(fmt, {"src": LayerFormat(fmt, None), "up": LayerFormat(fmt, None)})
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    xq = rng.integers(fmt.lo, fmt.hi + 1, size=(draw(st.integers(1, 2)), c, h, w))
-    return graph, formats, np.ldexp(xq.astype(np.float64), -fmt.frac)
+    return graph, formats, integer_batch(draw, fmt, (c, h, w))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(zero_insert_problem())
 def test_reference_and_fast_path_insert_zeros_exactly(p):
     graph, formats, x = p
-    qg = quantize_params(graph, formats)
-    ref = simulate(graph, qg, x, path="reference")
-    got = simulate(graph, quantize_params(graph, formats), x, path="fast")
-    for layer in graph.layers:
-        np.testing.assert_array_equal(got.ints[layer.name], ref.ints[layer.name], err_msg=layer.name)
+    qg, ref = paths_agree(graph, formats, x)
     q = qg["up"]
     assert q.shift == 0
     (sy, sx), (t, left, _, _) = q.layer.stride, q.layer.pads
@@ -223,11 +218,7 @@ def test_cost_is_one_pass_over_the_output_then_the_full_conv():
     assert "zero_insert" in est.resources.kernels
 
 
-_OK, _WHY = emulator_available()
-
-
-@pytest.mark.emulator
-@pytest.mark.skipif(not _OK, reason=f"Intel FPGA emulation runtime unavailable: {_WHY}")
+@emulator_test
 def test_zero_insert_kernel_bit_exact_in_emulator(tmp_path):
     g = unet_graph()
     out = compile_project(g, quantize(g), "a10", {"vec_size": 4, "lane_num": 4, "conv_gp_size_x": 3}, tmp_path / "p")

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from cnn2gate.emulate import emulate_project, emulator_available
+from cnn2gate.emulate import emulate_project
 from cnn2gate.errors import AccumulatorOverflow, ModelError
 from cnn2gate.frontend import convert, load_model
 from cnn2gate.ir import GRAPH_INPUT
@@ -21,6 +21,7 @@ from cnn2gate.quant.params import quantize_params
 from cnn2gate.sim import simulate
 from cnn2gate.zoo import Builder
 from onnx_builders import parity
+from sim_checks import EMU_CONFIGS, emulator_test
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -247,13 +248,8 @@ def test_cost_and_resources():
     assert "mul" not in estimate(b.build(), "a10", cfg).resources.kernels
 
 
-_OK, _WHY = emulator_available()
-
-
-@pytest.mark.emulator
-@pytest.mark.skipif(not _OK, reason=f"Intel FPGA emulation runtime unavailable: {_WHY}")
-@pytest.mark.parametrize("cfg", [{"vec_size": 4, "lane_num": 4, "conv_gp_size_x": 3},
-                                 {"vec_size": 8, "lane_num": 3, "conv_gp_size_x": 5}], ids=["v4l4", "v8l3"])
+@emulator_test
+@EMU_CONFIGS
 def test_mul_kernel_bit_exact_in_emulator(tmp_path, cfg):
     g = se_graph()
     assert sum(layer.kind == "mul" for layer in g) == 3

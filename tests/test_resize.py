@@ -10,17 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from cnn2gate.emulate import emulate_project, emulator_available
+from cnn2gate.emulate import emulate_project
 from cnn2gate.errors import ModelError
 from cnn2gate.frontend import convert, load_model
 from cnn2gate.ir import GRAPH_INPUT
 from cnn2gate.pipeline import compile_project
 from cnn2gate.quant import quantize
 from cnn2gate.quant.formats import Formats, LayerFormat, QFormat
-from cnn2gate.quant.params import quantize_params
-from cnn2gate.sim import simulate
 from cnn2gate.zoo import Builder
 from onnx_builders import parity
+from sim_checks import EMU_CONFIGS, emulator_test, integer_batch, paths_agree
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -145,21 +144,14 @@ def resize_problem(draw):
     graph = b.build(output=name)
     fmt = QFormat(draw(st.integers(2, 16)), draw(st.integers(-4, 12)))
     formats = Formats(fmt, {"src": LayerFormat(fmt, None), "up": LayerFormat(fmt, None)})
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    xq = rng.integers(fmt.lo, fmt.hi + 1, size=(draw(st.integers(1, 2)), c, h, w))
-    return graph, formats, np.ldexp(xq.astype(np.float64), -fmt.frac)
+    return graph, formats, integer_batch(draw, fmt, (c, h, w))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resize_problem())
 def test_reference_and_fast_path_replicate_exactly(p):
     graph, formats, x = p
-    qg = quantize_params(graph, formats)
-    ref = simulate(graph, qg, x, path="reference")
-    got = simulate(graph, quantize_params(graph, formats), x, path="fast")
-    for layer in graph.layers:
-        np.testing.assert_array_equal(got.ints[layer.name], ref.ints[layer.name], err_msg=layer.name)
-        assert got.stats[layer.name] == ref.stats[layer.name], layer.name
+    qg, ref = paths_agree(graph, formats, x, stats=True)
     q = qg["up"]
     assert q.shift == 0
     sy, sx = q.layer.scale
@@ -199,13 +191,8 @@ def test_cost_reads_once_and_writes_the_output():
     assert "resize" in est.resources.kernels
 
 
-_OK, _WHY = emulator_available()
-
-
-@pytest.mark.emulator
-@pytest.mark.skipif(not _OK, reason=f"Intel FPGA emulation runtime unavailable: {_WHY}")
-@pytest.mark.parametrize("cfg", [{"vec_size": 4, "lane_num": 4, "conv_gp_size_x": 3},
-                                 {"vec_size": 8, "lane_num": 3, "conv_gp_size_x": 5}], ids=["v4l4", "v8l3"])
+@emulator_test
+@EMU_CONFIGS
 def test_resize_kernel_bit_exact_in_emulator(tmp_path, cfg):
     g = unet_graph()
     out = compile_project(g, quantize(g), "a10", cfg, tmp_path / "p")

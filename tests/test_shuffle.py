@@ -9,17 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from cnn2gate.emulate import emulate_project, emulator_available
+from cnn2gate.emulate import emulate_project
 from cnn2gate.frontend import convert
 from cnn2gate.ir import GRAPH_INPUT
 from cnn2gate.ir.copies import add_view_copies
 from cnn2gate.ops.shuffle import source_channels
 from cnn2gate.pipeline import compile_project
 from cnn2gate.quant.formats import Formats, LayerFormat, QFormat
-from cnn2gate.quant.params import quantize_params
-from cnn2gate.sim import simulate
 from cnn2gate.zoo import Builder
 from onnx_builders import parity
+from sim_checks import emulator_test, integer_batch, paths_agree
 
 TOL = 1e-4
 
@@ -101,20 +100,14 @@ def split_shuffle_problem(draw):
     graph = b.build(output=sp)
     fmt = QFormat(draw(st.integers(2, 16)), draw(st.integers(-4, 12)))
     formats = Formats(fmt, {n: LayerFormat(fmt, None) for n in ("src", "sh", "sp")})
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    xq = rng.integers(fmt.lo, fmt.hi + 1, size=(draw(st.integers(1, 2)), c, h, w))
-    return graph, formats, np.ldexp(xq.astype(np.float64), -fmt.frac)
+    return graph, formats, integer_batch(draw, fmt, (c, h, w))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(split_shuffle_problem())
 def test_reference_and_fast_path_permute_exactly(p):
     graph, formats, x = p
-    qg = quantize_params(graph, formats)
-    ref = simulate(graph, qg, x, path="reference")
-    got = simulate(graph, quantize_params(graph, formats), x, path="fast")
-    for layer in graph.layers:
-        np.testing.assert_array_equal(got.ints[layer.name], ref.ints[layer.name], err_msg=layer.name)
+    qg, ref = paths_agree(graph, formats, x)
     sh, sp = qg["sh"].layer, qg["sp"].layer
     src = ref.ints["src"]
     c = src.shape[1]
@@ -160,11 +153,7 @@ def test_shufflenet_v2_parses_and_matches_onnxruntime(exporter):
     assert parity(g, path) < TOL
 
 
-_OK, _WHY = emulator_available()
-
-
-@pytest.mark.emulator
-@pytest.mark.skipif(not _OK, reason=f"Intel FPGA emulation runtime unavailable: {_WHY}")
+@emulator_test
 def test_shufflenet_v2_bit_exact_in_emulator(tmp_path, example_model):
     g, fm = example_model("shufflenet_v2")
     out = compile_project(g, fm, "a10", {"vec_size": 4, "lane_num": 4, "conv_gp_size_x": 3}, tmp_path / "p")
