@@ -12,14 +12,19 @@ cost functions) that every task reads through `shared()`:
 
 Each worker runs with one BLAS thread (the executor fills the cores itself, and OpenBLAS
 rounds differently with other thread counts). `map` returns the results in task order;
-`progress(n)` is called in the driver as n more tasks finish, wherever they ran.
+`imap` yields them in task order while reading the tasks lazily, a bounded window ahead
+(for input sets larger than memory). `progress(n)` is called in the driver as n more tasks
+finish, wherever they ran.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import socket
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
 
 from .errors import Cnn2GateError
 
@@ -72,6 +77,15 @@ class Executor:
     def map(self, fn, tasks, progress=None) -> list:
         raise NotImplementedError
 
+    def imap(self, fn, tasks, window: int | None = None, progress=None):
+        """Yield fn(task) in task order, reading `tasks` (any iterable) only as results are taken.
+
+        At most `window` tasks (default: twice the workers) are submitted and not yet taken,
+        so a stream of tasks larger than memory runs in bounded memory. progress(1) as each
+        result is taken.
+        """
+        raise NotImplementedError
+
     def share(self, shared_state) -> None:
         """Make `shared_state` the shared object of later maps (not possible on a fork pool)."""
         raise NotImplementedError(f"{type(self).__name__} cannot change its shared object")
@@ -108,6 +122,22 @@ class SerialExecutor(Executor):
         finally:
             _SHARED = saved
 
+    def imap(self, fn, tasks, window=None, progress=None):
+        global _SHARED
+        for task in tasks:
+            saved, _SHARED = _SHARED, self._shared
+            try:
+                result = fn(task)
+            finally:
+                _SHARED = saved
+            if progress:
+                progress(1)
+            yield result
+
+
+def _window(window, workers: int) -> int:
+    return max(1, int(window) if window else 2 * workers)
+
 
 class LocalExecutor(Executor):
     """A fork process pool of `workers` processes, all forked when the executor is made."""
@@ -141,6 +171,28 @@ class LocalExecutor(Executor):
             raise
         return [f.result() for f in futures]
 
+    def imap(self, fn, tasks, window=None, progress=None):
+        window = _window(window, self.workers)
+        futures: deque = deque()
+        try:
+            for task in tasks:
+                futures.append(self._pool.submit(fn, task))
+                if len(futures) >= window:
+                    yield self._take(futures, progress)
+            while futures:
+                yield self._take(futures, progress)
+        finally:  # a failure, Ctrl-C, or the caller stopped reading
+            for f in futures:
+                f.cancel()
+
+    @staticmethod
+    def _take(futures: deque, progress):
+        result = futures[0].result()
+        futures.popleft()
+        if progress:
+            progress(1)
+        return result
+
     def close(self) -> None:
         global _SHARED
         pool, self._pool = self._pool, None
@@ -155,12 +207,28 @@ class LocalExecutor(Executor):
 # ---- Ray ------------------------------------------------------------------------------
 
 def versions() -> dict:
-    """What must be the same on the driver and every node."""
+    """What must be the same on the driver and every node: the versions, and cnn2gate's own
+    code (a node with an edited copy of the same version would compute other results)."""
     import ray
 
     from . import __version__
 
-    return {"cnn2gate": __version__, "ray": ray.__version__}
+    return {"cnn2gate": __version__, "ray": ray.__version__, "cnn2gate code": _code_digest()}
+
+
+_CODE_DIGEST = None
+
+
+def _code_digest() -> str:
+    """A digest of cnn2gate's .py files (read once per process, about 10 ms)."""
+    global _CODE_DIGEST
+    if _CODE_DIGEST is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _CODE_DIGEST = h.hexdigest()[:12]
+    return _CODE_DIGEST
 
 
 def _node_versions():
@@ -169,7 +237,8 @@ def _node_versions():
     return ray.get_runtime_context().get_node_id(), versions()
 
 
-_RAY_SHARED: dict = {}  # in a Ray worker: the last shared object, by object id
+_RAY_SHARED: dict = {}  # in a Ray worker: the last few shared objects, by object id
+_RAY_SHARED_KEEP = 4  # explore alternates between a few (sensitivity model, cost functions)
 
 
 def _ray_task(fn, shared_ref, task, expected):
@@ -190,7 +259,8 @@ def _ray_task(fn, shared_ref, task, expected):
     ref = shared_ref[0]
     key = ref.hex()
     if key not in _RAY_SHARED:
-        _RAY_SHARED.clear()
+        while len(_RAY_SHARED) >= _RAY_SHARED_KEEP:
+            _RAY_SHARED.pop(next(iter(_RAY_SHARED)))  # the oldest
         _RAY_SHARED[key] = ray.get(ref)
     saved, _SHARED = _SHARED, _RAY_SHARED[key]
     try:
@@ -257,18 +327,25 @@ class RayExecutor(Executor):
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             self._check_nodes()
             self._task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)
-            self._shared_state = shared_state
-            self._shared = ray.put(shared_state)
+            self._puts: list = []  # (object, its ref): the last few shared objects, kept alive
+            self.share(shared_state)
         except BaseException:
             self.close()
             raise
-        self.node_ids: list[str] = []  # where each task of the last map ran
+        self.node_ids: list[str] = []  # where each task of the last map (or imap) ran
 
     def share(self, shared_state) -> None:
-        """Put another shared object in the object store (once: the same object is not put again)."""
-        if shared_state is not self._shared_state:
-            self._shared = self._ray.put(shared_state)
-            self._shared_state = shared_state
+        """Make `shared_state` the shared object of later maps.
+
+        It is put in the object store once: sharing an object again that was shared
+        recently (explore alternates between a few) reuses its reference.
+        """
+        for obj, ref in self._puts:
+            if obj is shared_state:
+                self._shared = ref
+                return
+        self._shared = self._ray.put(shared_state)
+        self._puts = [(shared_state, self._shared)] + self._puts[:_RAY_SHARED_KEEP - 1]
 
     def _check_nodes(self) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -312,6 +389,37 @@ class RayExecutor(Executor):
             raise
         self.node_ids = [node for node, _ in got]
         return [result for _, result in got]
+
+    def imap(self, fn, tasks, window=None, progress=None):
+        window = _window(window, self.workers)
+        refs: deque = deque()
+        self.node_ids = []
+        try:
+            for task in tasks:
+                refs.append(self._task.remote(fn, [self._shared], task, self.expected))
+                if len(refs) >= window:
+                    yield self._take(refs, progress)
+            while refs:
+                yield self._take(refs, progress)
+        finally:  # a failure, Ctrl-C, or the caller stopped reading: leave nothing running
+            self._cancel(refs)
+
+    def _take(self, refs: deque, progress):
+        ray = self._ray
+        try:
+            node, result = ray.get(refs[0])
+        except ray.exceptions.RayTaskError as e:
+            cause = _cause(e)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+        except ray.exceptions.RayError as e:  # a task lost after all its retries
+            raise ClusterError(f"Ray cluster at {self.address}: {type(e).__name__}: {e}") from None
+        refs.popleft()
+        self.node_ids.append(node)
+        if progress:
+            progress(1)
+        return result
 
     def _cancel(self, refs) -> None:
         for ref in refs:

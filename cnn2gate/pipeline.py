@@ -17,8 +17,9 @@ import numpy as np
 from .atomic import write_dir_atomic
 from .batch import as_batch, internal_batch
 from .codegen import board_ident, make_plan, project_files, write_tree
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .hw import estimate, load_config
+from .hw.estimate import memory_refusal
 from .ir.layers import Graph
 from .quant.params import QuantizedGraph, quantize_params
 from .report import build_report, write_fact
@@ -45,14 +46,24 @@ def default_input(graph: Graph, n: int = 1) -> np.ndarray:
     return internal_batch(rng.uniform(-1.0, 1.0, size=(n,) + tuple(graph.input_shape)))
 
 
+def check_memory(graph: Graph, board, config, formats=None, source: str | None = None) -> None:
+    """Refuse (ConfigError, the message `estimate` gives) a design whose feature maps and weights
+    the board's external memory cannot hold; `source` names the model (default: the graph's name)."""
+    refusal = memory_refusal(estimate(graph, board, config, formats), source or graph.name, graph)
+    if refusal is not None:
+        raise ConfigError(refusal)
+
+
 def compile_project(graph: Graph, formats, board, config, out_dir, *, force: bool = False,
-                    golden_input=None) -> Path:
+                    golden_input=None, source: str | None = None, memory_checked: bool = False) -> Path:
     """Write the project for `graph` quantized with `formats` into out_dir; returns its path.
 
     board: a board name or an object with `.name`. config: an HwConfig or a dict with
     vec_size, lane_num, conv_gp_size_x. golden_input: float, one sample or a batch, in the layout the model declares;
     default a seeded random image. The directory appears complete or not at all;
-    an existing one is replaced only with force=True.
+    an existing one is replaced only with force=True. A design the board's external memory
+    cannot hold is refused (`check_memory`, naming `source`) unless the caller has already
+    checked it (memory_checked=True: the `compile` command, before calibrating).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
@@ -60,6 +71,8 @@ def compile_project(graph: Graph, formats, board, config, out_dir, *, force: boo
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a directory")
     qg = formats if isinstance(formats, QuantizedGraph) else quantize_params(graph, formats)
+    if not memory_checked:
+        check_memory(graph, board, config, qg, source)
     plan = make_plan(qg, load_config(config, board))
     x = default_input(graph) if golden_input is None else as_batch(graph, golden_input, "golden input")
     sim = simulate(graph, qg, x)
@@ -71,7 +84,7 @@ def compile_project(graph: Graph, formats, board, config, out_dir, *, force: boo
 
 def project_facts(graph: Graph, qg: QuantizedGraph, x: np.ndarray, board, config) -> dict:
     """What the report shows about a compiled project: model, formats, fidelity, cost."""
-    est = estimate(graph, board, config, qg.formats)
+    est = estimate(graph, board, config, qg)  # the quantized graph: the exact accumulator width
     return {"model": model_fact(graph), "formats": formats_fact(qg.formats),
             "sim": sim_fact(sim_report(graph, qg, x)), "estimate": estimate_fact(est)}
 

@@ -99,9 +99,10 @@ class Builder:
         """src (a map) times other: a map of its shape, or a per-channel vector (squeeze-excitation gate)."""
         return self._add(Mul, name, [src, other], act=act)
 
-    def resize(self, src, scale=2, act="none", name=None):
-        """Nearest upsampling by the integer factor `scale` (or (sy, sx)) on H and W."""
-        return self._add(Resize, name, [src], scale=_pair(scale), act=act)
+    def resize(self, src, scale=2, act="none", name=None, mode="nearest", coord="asymmetric"):
+        """Upsampling by the integer factor `scale` (or (sy, sx)) on H and W: nearest, or
+        mode="linear" (bilinear) with the ONNX coordinate rule `coord`."""
+        return self._add(Resize, name, [src], scale=_pair(scale), act=act, mode=mode, coord=coord)
 
     def conv_transpose(self, src, m, k=2, stride=2, pad=0, output_padding=0, act="relu", name=None):
         """A transposed convolution as the front end lowers it: zero insertion, then a stride-1 conv

@@ -23,6 +23,8 @@ Notes on the exported graphs:
 * ``mobilenetv3_small``/``mobilenetv3_large``/``efficientnet_b0``: the legacy exporter
   (opset 13) writes hard-swish as ``x * HardSigmoid(x)``, dynamo as ``HardSwish``; SiLU is
   ``x * Sigmoid(x)`` in both, and each SE gate a ``Mul`` of the map by a (1, C, 1, 1) tensor.
+* ``tiny_yolov3`` returns its two raw head maps: ONNX outputs ``output`` (stride 32) and
+  ``output_stride16`` (``MODELS[name].outputs``). ``unet``/``unet_upsample`` end in a Sigmoid map.
 * ``keras_lenet`` is built with Keras 3 (torch backend) in a subprocess and
   exported by Keras itself: NHWC input ``(batch, S, S, 1)`` with a dynamic batch,
   Transpose/Cast/Shape ops and MatMul+Add in place of Gemm.
@@ -70,8 +72,11 @@ def _randomize(model: nn.Module, seed: int) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
                 fan_in = m.weight[0].numel()
+                if isinstance(m, nn.ConvTranspose2d):  # weight (Cin, Cout/g, k, k); each output sees Cin*k*k/s^2 taps
+                    fan_in = max(1, m.in_channels // m.groups * m.weight[0, 0].numel()
+                                 // (m.stride[0] * m.stride[1]))
                 m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
                 if m.bias is not None:
                     m.bias.uniform_(-0.1, 0.1, generator=gen)
@@ -509,6 +514,171 @@ def shufflenet_v2(width: float = 1.0, input_size: int | None = None, seed: int =
     return _randomize(ShuffleNetV2(width), seed)
 
 
+# DenseNet-121: Huang et al. 2017, "Densely Connected Convolutional Networks", Table 1 (growth rate
+# k = 32, 4k-channel 1x1 bottlenecks, compression 0.5 in the transitions, blocks of 6/12/24/16).
+_DENSENET121_BLOCKS = (6, 12, 24, 16)
+
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-Conv1x1(4k)-BN-ReLU-Conv3x3(k) on the concat of every earlier output of the block."""
+
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
+                                  nn.BatchNorm2d(4 * growth), nn.ReLU(),
+                                  nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        # one concat per layer, as the reference implementation: each earlier output joins several concats
+        return self.body(torch.cat(feats, 1))
+
+
+class DenseNet(nn.Module):
+    def __init__(self, blocks: tuple[int, ...], width: float):
+        super().__init__()
+        growth = scaled(32, width)
+        c = 2 * growth
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.MaxPool2d(3, stride=2, padding=1))
+        self.blocks, self.transitions = nn.ModuleList(), nn.ModuleList()
+        for i, n in enumerate(blocks):
+            self.blocks.append(nn.ModuleList(DenseLayer(c + j * growth, growth) for j in range(n)))
+            c += n * growth
+            if i < len(blocks) - 1:
+                self.transitions.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False),
+                                                      nn.AvgPool2d(2, stride=2)))
+                c //= 2
+        self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(c, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            feats = [x]
+            for layer in block:
+                feats.append(layer(feats))
+            x = torch.cat(feats, 1)
+            if i < len(self.transitions):
+                x = self.transitions[i](x)
+        return self.head(x)
+
+
+def densenet121(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """DenseNet-121 (dense blocks 6/12/24/16, growth 32, pre-activation BN): 3x224x224 -> 1000, 7.98 M params.
+
+    ``width`` scales the growth rate (stem and bottlenecks follow it). The pre-activation
+    BatchNormalizations cannot fold into a producer (they read a concat) and stay as per-channel scales."""
+    s = input_size or 224
+    if s < 32:
+        raise ValueError(f"densenet121: input_size {s} too small (needs >= 32)")
+    return _randomize(DenseNet(_DENSENET121_BLOCKS, width), seed)
+
+
+# U-Net: Ronneberger et al. 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation",
+# Fig. 1: four 2x2 max-pool steps down, two 3x3 convs per level, channels doubling from the first
+# level, a 2x2 stride-2 "up-convolution" halving the channels, concat with the skip, two 3x3 convs,
+# a final 1x1 conv. Here: padded convs (output size = input size), BN after each 3x3 conv, 16
+# channels at the first level (the paper's 64 x width 0.25) and one output map through a Sigmoid.
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(*_conv_bn_act(cin, cout, 3), *_conv_bn_act(cout, cout, 3))
+
+
+class UNet(nn.Module):
+    def __init__(self, width: float, up: str, depth: int = 4, classes: int = 1):
+        super().__init__()
+        chans = [scaled(16 * 2 ** i, width) for i in range(depth + 1)]
+        self.down = nn.ModuleList([_double_conv(3, chans[0])])
+        self.down.extend(_double_conv(chans[i], chans[i + 1]) for i in range(depth))
+        self.up, self.dec = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(depth)):
+            if up == "transpose":
+                self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
+            else:  # nearest (or bilinear) x2, then a 1x1 conv halves the channels (the up-conv without its spatial taps)
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode=up),
+                                             nn.Conv2d(chans[i + 1], chans[i], 1)))
+            self.dec.append(_double_conv(2 * chans[i], chans[i]))
+        self.out = nn.Conv2d(chans[0], classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], 1))
+        return torch.sigmoid(self.out(x))
+
+
+def _unet(up: str, width: float, input_size: int | None, seed: int) -> nn.Module:
+    s = input_size or 128
+    if s < 16 or s % 16:
+        raise ValueError(f"unet: input_size {s} must be a multiple of 16 (four 2x2 pools)")
+    return _randomize(UNet(width, up), seed)
+
+
+def unet(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """Small U-Net with 2x2 stride-2 transposed convolutions: 3x128x128 -> 1x128x128 (sigmoid), 1.94 M params."""
+    return _unet("transpose", width, input_size, seed)
+
+
+def unet_upsample(width: float = 1.0, input_size: int | None = None, seed: int = 0,
+                  mode: str = "nearest") -> nn.Module:
+    """The same U-Net with nearest x2 upsampling + 1x1 conv in place of each transposed convolution, 1.81 M params
+    (mode="bilinear": bilinear x2, torch's align_corners=False)."""
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"unet_upsample: mode {mode!r} (nearest or bilinear)")
+    return _unet(mode, width, input_size, seed)
+
+
+# YOLOv3-tiny: the layer table of darknet's cfg/yolov3-tiny.cfg (Redmon & Farhadi 2018,
+# "YOLOv3: An Incremental Improvement"): 3x3 convs 16..1024 with BN and leaky ReLU 0.1, five 2x2
+# stride-2 max pools and a sixth 2x2 stride-1 one (zero-padded right and bottom, as ONNX ports of
+# darknet write it), two heads of 3 x (5 + 80) = 255 linear 1x1-conv channels at strides 32 and 16,
+# the second after a 1x1 conv, nearest x2 upsampling and a concat with the stride-16 features.
+# Box decoding and non-max suppression are not part of the network: the raw head maps are its outputs.
+_YOLO_HEAD = 3 * (5 + 80)
+
+
+def _conv_bn_leaky(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.LeakyReLU(0.1))
+
+
+class TinyYOLOv3(nn.Module):
+    def __init__(self, width: float):
+        super().__init__()
+        c = [scaled(v, width) for v in (16, 32, 64, 128, 256, 512, 1024)]
+        self.trunk16 = nn.Sequential()  # down to stride 16 (cfg layers 0-8)
+        cin = 3
+        for i in range(5):
+            if i:
+                self.trunk16.append(nn.MaxPool2d(2, 2))
+            self.trunk16.append(_conv_bn_leaky(cin, c[i], 3))
+            cin = c[i]
+        self.trunk32 = nn.Sequential(nn.MaxPool2d(2, 2), _conv_bn_leaky(c[4], c[5], 3),  # cfg layers 9-13
+                                     nn.ZeroPad2d((0, 1, 0, 1)), nn.MaxPool2d(2, 1),
+                                     _conv_bn_leaky(c[5], c[6], 3), _conv_bn_leaky(c[6], c[4], 1))
+        self.head32 = nn.Sequential(_conv_bn_leaky(c[4], c[5], 3), nn.Conv2d(c[5], _YOLO_HEAD, 1))
+        self.lateral = nn.Sequential(_conv_bn_leaky(c[4], c[3], 1), nn.Upsample(scale_factor=2, mode="nearest"))
+        self.head16 = nn.Sequential(_conv_bn_leaky(c[3] + c[4], c[4], 3), nn.Conv2d(c[4], _YOLO_HEAD, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f16 = self.trunk16(x)
+        f32 = self.trunk32(f16)
+        return self.head32(f32), self.head16(torch.cat([self.lateral(f32), f16], 1))
+
+
+def tiny_yolov3(width: float = 1.0, input_size: int | None = None, seed: int = 0) -> nn.Module:
+    """YOLOv3-tiny (two heads, no box decoding): 3x416x416 -> 255x13x13 and 255x26x26, 8.85 M params."""
+    s = input_size or 416
+    if s < 32 or s % 32:
+        raise ValueError(f"tiny_yolov3: input_size {s} must be a multiple of 32 (five stride-2 pools)")
+    return _randomize(TinyYOLOv3(width), seed)
+
+
 # ---------------------------------------------------------------------------
 # Keras LeNet (built and exported in a subprocess with KERAS_BACKEND=torch)
 
@@ -586,6 +756,8 @@ class ModelInfo:
     num_classes: int
     framework: str = "torch"  # "torch" or "keras"
     layout: str = "NCHW"  # layout of the ONNX input
+    task: str = "classify"  # "classify" (num_classes logits), "segment" (num_classes maps) or "detect"
+    outputs: tuple[str, ...] = ("output",)  # ONNX output names, in the module's return order
 
     def __call__(self, width: float = 1.0, input_size: int | None = None, seed: int = 0):
         return self.build(width=width, input_size=input_size, seed=seed)
@@ -605,6 +777,11 @@ MODELS: dict[str, ModelInfo] = {
     "mobilenetv3_large": ModelInfo(mobilenetv3_large, 3, 224, 1000),
     "efficientnet_b0": ModelInfo(efficientnet_b0, 3, 224, 1000),
     "shufflenet_v2": ModelInfo(shufflenet_v2, 3, 224, 1000),
+    "densenet121": ModelInfo(densenet121, 3, 224, 1000),
+    "unet": ModelInfo(unet, 3, 128, 1, task="segment"),
+    "unet_upsample": ModelInfo(unet_upsample, 3, 128, 1, task="segment"),
+    # raw head maps at strides 32 and 16 (80 classes, 3 anchors each)
+    "tiny_yolov3": ModelInfo(tiny_yolov3, 3, 416, 80, task="detect", outputs=("output", "output_stride16")),
     "keras_lenet": ModelInfo(keras_lenet, 1, 32, 10, framework="keras", layout="NHWC"),
 }
 
@@ -619,6 +796,10 @@ SMALL: dict[str, dict] = {
     "mobilenetv3_large": dict(width=0.25, input_size=32),
     "efficientnet_b0": dict(width=0.25, input_size=32),
     "shufflenet_v2": dict(width=0.25, input_size=32),
+    "densenet121": dict(width=0.125, input_size=32),
+    "unet": dict(width=0.25, input_size=32),
+    "unet_upsample": dict(width=0.25, input_size=32),
+    "tiny_yolov3": dict(width=0.125, input_size=64),
     "keras_lenet": dict(width=1.0, input_size=32),
 }
 
@@ -636,7 +817,8 @@ def cache_name(name: str, width: float = 1.0, input_size: int | None = None, exp
     return f"{name}-w{width:g}-s{s}-{exporter}{'-bn' if keep_bn else ''}-v{CACHE_VERSION}.onnx"
 
 
-def _export_torch(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, keep_bn: bool) -> None:
+def _export_torch(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, keep_bn: bool,
+                  outputs: tuple[str, ...] = ("output",)) -> None:
     # The dynamo exporter logs a warning per missing torchvision op; irrelevant here.
     registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration_log.level
@@ -647,10 +829,10 @@ def _export_torch(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, 
             if exporter == "legacy":
                 extra = dict(training=torch.onnx.TrainingMode.PRESERVE) if keep_bn else {}
                 torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=13,
-                                  input_names=["input"], output_names=["output"], **extra)
+                                  input_names=["input"], output_names=list(outputs), **extra)
             else:
                 torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=False,
-                                  input_names=["input"], output_names=["output"], optimize=not keep_bn,
+                                  input_names=["input"], output_names=list(outputs), optimize=not keep_bn,
                                   custom_translation_table=_dynamo_translations(), verbose=False)
                 if keep_bn:
                     _fold_constants(path)
@@ -671,7 +853,8 @@ def _fold_constants(path: Path) -> None:
 
 def export(name: str, *, width: float = 1.0, input_size: int | None = None, exporter: str = "legacy",
            cache_dir: str | Path | None = None, keep_bn: bool = False) -> Path:
-    """Export ``MODELS[name]`` to ONNX (input "input", batch 1, output "output") and return the path.
+    """Export ``MODELS[name]`` to ONNX and return the path: input "input", batch 1, outputs named
+    ``MODELS[name].outputs`` ("output" first).
 
     The file is cached under ``cache_dir`` (default ``examples/cache/``) by its parameters and reused.
     It is written to a temporary file and renamed, so concurrent callers never see a partial file.
@@ -697,7 +880,7 @@ def export(name: str, *, width: float = 1.0, input_size: int | None = None, expo
         else:
             model = info(width=width, input_size=input_size)
             x = torch.randn(info.input_shape(input_size), generator=torch.Generator().manual_seed(0))
-            _export_torch(model, x, tmp, exporter, keep_bn)
+            _export_torch(model, x, tmp, exporter, keep_bn, info.outputs)
         tmp.chmod(0o644)  # mkstemp creates the file owner-only
         os.replace(tmp, path)
     finally:

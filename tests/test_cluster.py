@@ -161,6 +161,16 @@ def test_a_node_with_other_versions_is_refused(cluster, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_a_node_with_other_cnn2gate_code_is_refused(cluster, tmp_path, monkeypatch):
+    # the same version number, edited files: the nodes would compute something else
+    c, _ = cluster
+    monkeypatch.setattr(executor_mod, "_CODE_DIGEST", "driver-edit")
+    res, out = _simulate(tmp_path, DIGITS, DIGITS_X, "y", "--cluster", c.address)
+    assert res.exit_code == 2, res.output
+    assert re.search(r"runs cnn2gate code [0-9a-f]{12} \(driver: driver-edit\)", res.output), res.output
+    assert not out.exists()
+
+
 DIGITS_CALIB = ROOT / "examples" / "digits" / "calib_x.npy"
 
 
@@ -182,8 +192,10 @@ def test_distributed_quantize_writes_the_same_formats_file(cluster, tmp_path, mo
     # the batches really ran on both nodes
     x = np.load(DIGITS_CALIB).astype(np.float64)
     with RayExecutor(c.address, g) as ex:
-        assert quantize(g, x, executor=ex).to_dict() == quantize(g, x).to_dict()
+        done = []  # the progress bar's count: every batch, from both nodes
+        assert quantize(g, x, executor=ex, progress=done.append).to_dict() == quantize(g, x).to_dict()
         assert len(ex.node_ids) == 8 and set(ex.node_ids) == {c.head_node.node_id, worker.node_id}
+        assert sum(done) == 8
 
 
 def test_quantize_on_an_unreachable_cluster_is_exit_2(tmp_path):
@@ -211,6 +223,49 @@ def test_distributed_explore_gives_the_same_history_and_design(cluster, tmp_path
         assert (outs["local"] / f).read_bytes() == (outs["dist"] / f).read_bytes(), f
     local, dist = (json.loads((outs[n] / "summary.json").read_text()) for n in ("local", "dist"))
     assert local["verification"] == dist["verification"]
+
+
+def test_shard_folder_on_the_cluster_is_bit_identical(cluster, conv_model, tmp_path):
+    c, _ = cluster
+    model, inputs = conv_model
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for name, part in zip("abc", np.split(np.load(inputs), (11, 30))):  # boundaries inside chunks of 8
+        np.save(folder / f"{name}.npy", part)
+    runs = {}
+    for name, extra in (("local", ()), ("dist", ("--cluster", c.address))):
+        res = CliRunner().invoke(main, ["simulate", str(model), "--input", str(folder), "-o", str(tmp_path / name),
+                                        "--json", "--batch-size", "8", *extra])
+        assert res.exit_code == 0, res.output
+        runs[name] = json.loads(res.stdout)
+    whole, _ = _simulate(tmp_path, model, inputs, "whole")
+    assert runs["local"]["warnings"] == runs["dist"]["warnings"] == json.loads(whole.stdout)["warnings"]
+    got = {n: np.concatenate([np.load(tmp_path / n / f"{s}.npy") for s in "abc"]) for n in ("local", "dist")}
+    assert got["dist"].tobytes() == got["local"].tobytes() == np.load(tmp_path / "whole.npy").tobytes()
+
+
+def test_batched_agent_costs_on_the_cluster_with_the_local_history(cluster, monkeypatch):
+    from cnn2gate.explore import ExploreOptions, explore, parallel
+
+    # this small model's batches cost a few ms, under what is worth a cluster round trip: send every one
+    monkeypatch.setattr(parallel, "RAY_POOL_FACTOR", 0)
+    c, worker = cluster
+    g = load_model(str(DIGITS))
+    x = np.load(DIGITS_X)[:64]
+    opts = dict(agent="random", budget=200, seed=5, precision=True, calib=x, min_sqnr=15.0)
+    local = explore(g, "de1soc", ExploreOptions(workers=1, **opts))
+    seen = []  # the progress bar's calls: one per design point, wherever it was costed
+    with RayExecutor(c.address) as ex:
+        dist = explore(g, "de1soc", ExploreOptions(**opts), executor=ex, progress=lambda ev, e: seen.append(e.index))
+    assert seen == list(range(200))
+    assert local.evaluator.pooled == 0
+    assert dist.evaluator.pooled > 0  # batches of points were costed as Ray tasks
+    fields = ("index", "point", "total_ms", "fits", "resources", "fidelity", "feasible", "score")
+    rows = [[tuple(getattr(e, f) for f in fields) for e in r.evaluator.history] for r in (local, dist)]
+    diff = [(i, [(f, a, b) for f, a, b in zip(fields, ra, rb) if a != b]) for i, (ra, rb) in enumerate(zip(*rows))
+            if ra != rb]
+    assert not diff and len(rows[0]) == 200, diff[:3]
+    assert local.best is not None and local.best.point == dist.best.point  # the chosen design
 
 
 def test_explore_cluster_needs_precision(tmp_path):

@@ -336,3 +336,26 @@ def test_edge_cases_bit_exact(tmp_path, cfg):
     res = emulate_project(out, x, timeout=TIMEOUT, dump_dir=tmp_path / "dump")
     assert res.passed, res.summary()
     assert not any(res.layer_mismatches.values()), res.layer_mismatches
+
+
+@needs_emulator
+@pytest.mark.skipif(not (DIGITS / "digits_cnn.onnx").exists(), reason="examples/digits not generated")
+def test_mixed_width_benchmark_on_digits(tmp_path):
+    """benchmarks/mixed_width_emulation.py on the digits CNN: every layer at its own weight
+    and activation width (char storage with DSP packing, and short with 16-bit layers),
+    fc_batch 1, 4 and 16, every element and every layer's dump as the simulator."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_width_emulation.py"), "--only", "digits",
+                           "--timeout", str(TIMEOUT), "--keep", str(tmp_path / "p")],
+                          capture_output=True, text=True, timeout=6 * TIMEOUT, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "bit-exact designs: 6/6"
+    rows = [line.split() for line in lines if line.startswith("digits ")]
+    assert len(rows) == 6 and all("6/6" in r for r in rows)
+    assert sum("pk5" in r for r in rows) == 3 and sum("short" in r for r in rows) == 3
+    assert sorted(int(r[r.index("pk5" if "pk5" in r else "short") + 1]) for r in rows) == [1, 1, 4, 4, 16, 16]

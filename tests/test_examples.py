@@ -35,15 +35,20 @@ def test_small_variant_exports_and_runs(name):
     assert path.is_file() and path.suffix == ".onnx"
     sess = _session(path)
     assert [i.name for i in sess.get_inputs()] == ["input"]
-    assert [o.name for o in sess.get_outputs()] == ["output"]
+    assert [o.name for o in sess.get_outputs()] == list(info.outputs) and info.outputs[0] == "output"
     x = np.random.default_rng(0).random(info.input_shape(params["input_size"]), dtype=np.float32)
-    (y,) = sess.run(None, {"input": x})
-    assert y.shape == (1, info.num_classes)
-    assert np.isfinite(y).all() and y.std() > 1e-3
+    ys = sess.run(None, {"input": x})
+    if info.task == "classify":
+        assert ys[0].shape == (1, info.num_classes)
+    elif info.task == "segment":  # one map per class at the input's size
+        assert ys[0].shape == (1, info.num_classes, params["input_size"], params["input_size"])
+    for y in ys:
+        assert np.isfinite(y).all() and y.std() > 1e-3
     if info.framework == "torch":
         with torch.no_grad():
-            ref = info(**params)(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+            ref = info(**params)(torch.from_numpy(x))
+        for y, r in zip(ys, ref if isinstance(ref, tuple) else (ref,)):
+            np.testing.assert_allclose(y, r.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_export_is_cached_and_leaves_no_temp_files(tmp_path):
@@ -105,6 +110,8 @@ FULL_SIZE_PARAMS = {
     "mobilenetv3_small": (2.54e6, 0.002),
     "mobilenetv3_large": (5.48e6, 0.001),
     "efficientnet_b0": (5.29e6, 0.001),
+    "densenet121": (7_978_856, 0.0),  # torchvision's densenet121 count
+    "tiny_yolov3": (8.85e6, 0.001),  # darknet yolov3-tiny.cfg, 80 classes
 }
 
 

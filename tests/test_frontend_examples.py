@@ -25,6 +25,10 @@ EXPECTED_KINDS = {
     "mobilenetv3_large": {"conv", "add", "pool", "dense", "act", "mul"},
     "efficientnet_b0": {"conv", "add", "pool", "dense", "act", "mul"},
     "shufflenet_v2": {"conv", "split", "shuffle", "concat", "act", "pool", "dense"},
+    "densenet121": {"conv", "pool", "concat", "dense"},  # its joins nest: no act copies (ir/copies.py)
+    "unet": {"conv", "pool", "zero_insert", "concat", "act"},
+    "unet_upsample": {"conv", "pool", "resize", "concat", "act"},
+    "tiny_yolov3": {"conv", "pool", "resize", "concat"},
 }
 
 

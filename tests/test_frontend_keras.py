@@ -1,4 +1,5 @@
-"""Keras 3 (torch backend) `model.export(format="onnx")` → IR: NHWC input, Transpose pairs, MatMul+Add."""
+"""Keras 3 (torch backend) `model.export(format="onnx")` → IR: NHWC input, Transpose pairs, MatMul+Add;
+a depthwise / batch-norm / global-pooling / dense model simulated and emulated from NHWC inputs."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +14,7 @@ import pytest
 
 from cnn2gate.frontend import load_model
 from onnx_builders import ort_outputs, parity
+from sim_checks import EMU_CONFIGS, emulator_test
 
 if importlib.util.find_spec("keras") is None:  # not imported here: the backend is chosen at first import
     pytest.skip("keras is not installed", allow_module_level=True)
@@ -37,7 +39,7 @@ EXPORT = textwrap.dedent("""
                 L.Flatten(), L.Dense(120, activation="relu"), L.Dense(84, activation="relu"),
                 L.Dense(10, activation="softmax")])
             shape = (1, 28, 28, 1)
-        else:  # a MobileNet-like block: BatchNorm, ReLU6, depthwise, residual Add, same-padded pooling, GAP
+        elif kind == "block":  # MobileNet-like: BatchNorm, ReLU6, depthwise, residual Add, same-padded pooling, GAP
             i = keras.Input((16, 16, 3))
             x = L.Rescaling(1 / 255.0)(i)
             x = L.ZeroPadding2D(1)(x)
@@ -49,11 +51,24 @@ EXPORT = textwrap.dedent("""
             x = L.MaxPooling2D(3, strides=2, padding="same")(x)
             x = L.Dense(5)(L.GlobalAveragePooling2D()(x))
             m = keras.Model(i, x)
-            for layer in m.layers:
-                if isinstance(layer, L.BatchNormalization):
-                    layer.moving_mean.assign(np.random.uniform(-0.2, 0.2, layer.moving_mean.shape))
-                    layer.moving_variance.assign(np.random.uniform(0.5, 1.5, layer.moving_variance.shape))
             shape = (1, 16, 16, 3)
+        elif kind == "dwnet":  # depthwise (multiplier 1 and 2), batch norm, global pooling, dense
+            i = keras.Input((12, 10, 3))
+            x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(i)
+            x = L.ReLU()(L.BatchNormalization()(x))
+            x = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(x)))
+            x = L.BatchNormalization()(L.Conv2D(12, 1)(x))
+            x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu")(x)
+            x = L.GlobalAveragePooling2D()(L.BatchNormalization()(x))
+            x = L.Dense(10, activation="softmax")(L.Dense(16, activation="relu")(x))
+            m = keras.Model(i, x)
+            shape = (1, 12, 10, 3)
+        for layer in m.layers:
+            if isinstance(layer, L.BatchNormalization):
+                layer.gamma.assign(np.random.uniform(0.5, 1.5, layer.gamma.shape))
+                layer.beta.assign(np.random.uniform(-0.2, 0.2, layer.beta.shape))
+                layer.moving_mean.assign(np.random.uniform(-0.2, 0.2, layer.moving_mean.shape))
+                layer.moving_variance.assign(np.random.uniform(0.5, 1.5, layer.moving_variance.shape))
         m(np.zeros(shape, "float32"))
         return m
 
@@ -63,7 +78,7 @@ EXPORT = textwrap.dedent("""
 """)
 
 
-KINDS = ("lenet", "block")
+KINDS = ("lenet", "block", "dwnet")
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +127,61 @@ def test_keras_mobilenet_like_block(keras_models):
     assert kinds.count("add") == 1 and kinds.count("concat") == 1 and kinds[-1] == "dense"
     assert g.meta["passes"]["push_transpose_down"] > 0 and g.meta["passes"]["fold_pad_into_window"] == 2
     assert parity(g, path) < TOL
+
+
+# ---- NHWC input end to end: depthwise, batch norm, global pooling, dense --------------------
+
+def test_keras_depthwise_bn_gap_dense_matches_onnxruntime(keras_models):
+    path = keras_models["dwnet"]
+    g = load_model(path)
+    assert g.input_layout == "NHWC" and g.declared_input_shape == (12, 10, 3) and g.input_shape == (3, 12, 10)
+    convs = [layer for layer in g if layer.kind == "conv"]
+    # both DepthwiseConv2D (multiplier 1 and 2) stay channel-wise; every batch norm is folded
+    # except the one after a ReLU, which is a channel-wise 1x1 affine layer of its own
+    assert [c.groups for c in convs] == [1, 8, 1, 12, 24]
+    assert [layer.kind for layer in g][-3:] == ["pool", "dense", "dense"] and g.softmax
+    assert not any(n.op_type == "BatchNormalization" for n in onnx.load(path).graph.node)  # exported as Sub/Mul/Add
+    assert parity(g, path) < TOL
+    # the same NHWC batch given to onnxruntime and to the float executor
+    from cnn2gate.ir.reference import predict
+
+    x = np.random.default_rng(4).uniform(-1, 1, (5, 12, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(predict(g, x), ort_outputs(path, x), rtol=TOL, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def dwnet_quantized(keras_models):
+    from cnn2gate.quant import quantize
+
+    g = load_model(keras_models["dwnet"])
+    x = np.random.default_rng(6).uniform(-1, 1, (16, 12, 10, 3)).astype(np.float32)
+    return g, quantize(g, x), x
+
+
+def test_keras_depthwise_model_simulates_nhwc(dwnet_quantized):
+    from cnn2gate.ir.reference import predict
+    from cnn2gate.sim import simulate
+
+    g, fm, x = dwnet_quantized
+    res = simulate(g, fm, x)  # NHWC, as the ONNX model declares it
+    np.testing.assert_array_equal(res.output_int, simulate(g, fm, x.transpose(0, 3, 1, 2)).output_int)
+    y = res.output_float
+    assert y.shape == (16, 10)
+    f = predict(g, x)
+    sqnr = 10 * np.log10(np.sum(f ** 2) / np.sum((y - f) ** 2))
+    assert sqnr > 20, sqnr  # 8-bit, softmax outputs (measured: 53 dB)
+    assert (y.argmax(1) == f.argmax(1)).mean() >= 0.75
+
+
+@emulator_test
+@EMU_CONFIGS
+def test_keras_depthwise_model_emulates_nhwc_bit_exact(dwnet_quantized, tmp_path, cfg):
+    from cnn2gate.emulate import emulate_project
+    from cnn2gate.pipeline import compile_project
+
+    g, fm, x = dwnet_quantized
+    out = compile_project(g, fm, "a10", cfg, tmp_path / "p")
+    res = emulate_project(out, x[:3], timeout=240, dump_dir=tmp_path / "dump")  # NHWC
+    assert res.passed, res.summary()
+    assert len(res.layer_mismatches) == len(g.layers) and not any(res.layer_mismatches.values())
+    assert res.outputs.shape == (3, 10)

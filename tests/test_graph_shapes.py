@@ -50,8 +50,12 @@ def test_view_copies_make_shared_tensors_compile():
     raw = dense_block_graph()
     g = add_view_copies(raw)
     copies = [layer for layer in g if layer.name not in raw]
-    # x0 twice, y1 twice, y2 once, the input once, t once
-    assert len(copies) == 7 and all(layer.kind == "act" and layer.act == "none" for layer in copies)
+    # c2 extends c1 and c3 extends c2, so they nest (ir/copies.py nest_extending_joins) and x0, y1, y2
+    # are claimed once; the input (never in a join's buffer) and t (twice in one join) are copied
+    c1, c2, c3, _ = [layer for layer in g if layer.kind == "concat"]
+    assert c2.inputs == [c1.name, raw.layers[3].name] and c3.inputs[1:] == [c2.name, raw.layers[5].name]
+    assert [layer.inputs[0] for layer in copies] == [GRAPH_INPUT, raw.layers[8].name]
+    assert all(layer.kind == "act" and layer.act == "none" for layer in copies)
     assert add_view_copies(g) is g
     plan = make_plan(quantize_params(g, quantize(g)), HwConfig(**CFG))
     placed = [(v.buf, v.c_off) for lp in plan.layers for v in [lp.output]]
@@ -66,6 +70,26 @@ def test_view_copies_make_shared_tensors_compile():
 
     assert np.array_equal(predict(g, x), predict(raw, x))
     ours, theirs = simulate(g, quantize(g, x), x), simulate(raw, quantize(raw, x), x)
+    assert np.array_equal(ours.values[g.output], theirs.values[raw.output])
+
+
+def test_a_join_nests_into_one_later_join_only():
+    """Two joins extend the same one: the first nests it, the second copies what it shares; a
+    join of the same tensors in another order is no extension."""
+    b = Builder("fork", (4, 6, 6), seed=2)
+    x, y = b.conv(GRAPH_INPUT, 3, 3, act="relu"), b.conv(GRAPH_INPUT, 2, 1, act="relu")
+    base = b.concat(x, y)
+    z = b.conv(base, 2, 3, act="relu")
+    first, second, swapped = b.concat(x, y, z), b.concat(x, y, b.conv(z, 3, 1)), b.concat(y, x)
+    b.add(b.conv(first, 4, 1), b.conv(second, 4, 1), b.conv(swapped, 4, 1))
+    raw = b.build()
+    g = add_view_copies(raw)
+    assert g.layer(first).inputs == [base, z]
+    assert [s.removeprefix(x).removeprefix(y) for s in g.layer(second).inputs[:2]] == ["_copy", "_copy"]
+    assert [s.rstrip("0123456789") for s in g.layer(swapped).inputs] == [f"{y}_copy", f"{x}_copy"]
+    make_plan(quantize_params(g, quantize(g)), HwConfig(**CFG))  # every tensor in one place
+    x_in = np.random.default_rng(3).uniform(-1, 1, (2,) + g.input_shape).astype(np.float32)
+    ours, theirs = simulate(g, quantize(g, x_in), x_in), simulate(raw, quantize(raw, x_in), x_in)
     assert np.array_equal(ours.values[g.output], theirs.values[raw.output])
 
 
@@ -148,7 +172,10 @@ def densenet(tmp_path_factory):
 
 def test_densenet_parses_matches_and_simulates(densenet):
     path, g = densenet
-    assert any(layer.name.endswith("_copy") for layer in g)
+    # every join of a block extends the one before: nested, no copies (ir/copies.py)
+    assert not any(layer.name.endswith("_copy") for layer in g)
+    joins = [layer for layer in g if layer.kind == "concat"]
+    assert sum(len(layer.inputs) == 2 and g.layer(layer.inputs[0]).kind == "concat" for layer in joins) >= 3
     assert parity(g, path) < TOL
     x = np.random.default_rng(2).standard_normal((2,) + g.input_shape).astype(np.float32)
     fm = quantize(g, x)

@@ -352,11 +352,12 @@ def test_illegal_hw_config(tmp_path, assets, config, option):
 
 
 def test_add_with_too_many_inputs(tmp_path, assets):
-    # the one structural rule of the architecture (hw/config.py check_config): adds take at most 4 inputs
+    # a structural rule of the architecture (Op.check): adds take at most 4 inputs; refused at load
+    # time by every command (tests/test_refuse_early.py)
     b = B.GraphBuilder("sum5")
     branches = [b.conv("data", 3, 4, 3, f"c{i}", pad=1) for i in range(5)]
     model = save(b.build([1, 3, 8, 8], b.node("Sum", branches, name="sum5")), tmp_path / "sum5.onnx")
-    ok(cli("inspect", model))  # a valid model, just not for this architecture
+    fails(cli("inspect", model), 2, "sum5.onnx", "sum5", "5 inputs")
     fails(cli("estimate", model), 2, "sum5", "5 inputs")
     fails(cli("compile", model, "--config", assets["hw"], "-o", tmp_path / "p"), 2, "sum5", "5 inputs")
     fails(cli("explore", model, "--agent", "random", "--budget", 5, "--quiet", "-o", tmp_path / "x"), 2, "sum5",

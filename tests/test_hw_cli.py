@@ -78,6 +78,15 @@ def test_validation_benchmark_headline_and_fit():
     name, value = last.split(": ")
     assert name == "mean abs latency error %" and float(value) >= 0
     assert "FPT'17 DE1-SoC AlexNet" in proc.stdout and "Best-case floors" in proc.stdout
+    # fitted and held-out points reported apart: no latency point is fitted, so the held-out
+    # latency error is the error over all points; every resource fit point matches
+    held = re.search(r"latency  fitted: +n/a \(no point\) +held-out: +([\d.]+) % over (\d+)", proc.stdout)
+    every = re.search(r"mean abs latency error, all (\d+) points %: ([\d.]+)", proc.stdout)
+    assert held and every and held.group(2) == every.group(1) and held.group(1) == every.group(2)
+    for key in ("DSP", "ALM", "RAM"):
+        fit = re.search(rf"{key} +fitted: +([\d.]+) % over 2 +held-out: +[\d.]+ % over \d", proc.stdout)
+        assert fit and float(fit.group(1)) < 1.0, key
+    assert re.search(r"CONTROL_DSP\[\"9x9\"\] +\d+ +#37 DE1-SoC", proc.stdout)
     # the constants in cnn2gate/hw/resources.py are the solve of the fit anchors (within rounding)
     solved = re.findall(r"(\w+) = ([\d.]+) (?:Kib )?\(code ([\d.]+)\)", proc.stdout)
     assert {name for name, _, _ in solved} == {"ALM_BASE", "ALM_PER_LANE", "RAM_BITS_PER_LSU", "RAM_BITS_PER_LANE"}

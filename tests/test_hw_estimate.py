@@ -1,4 +1,5 @@
 """estimate(): contract, architecture cycle counts, monotonicity, fits, speed."""
+import dataclasses
 import json
 import math
 import time
@@ -50,10 +51,13 @@ def _single_conv(c_in=8, c_out=16, size=10, k=3, pad=1, groups=1) -> Graph:
 
 
 def test_conv_cycles_follow_the_architecture_formula():
-    # docs/architecture.md: mem_read = G*MB*(kh*kw*CV + OH*ceil(OW/GP)*kh*WW*CV + OH*OW*kh*kw*CV)
-    # V=4, L=8, GP=4 on 8->16 channels, 10x10, 3x3: CV=2, MB=2, WW=6, 3 x-groups
-    kernel_cycles = 2 * (9 * 2 + 10 * 3 * 3 * 6 * 2 + 100 * 9 * 2)
-    loads = 2 * (1 + 10 * 3)  # one weight load and 30 window loads per block, each with start-up latency
+    # docs/architecture.md: mem_read = G*MB*(K + F + sum over windows of max(next fill F, stream n_x*K))
+    # V=4, L=8, GP=4 on 8->16 channels, 10x10, 3x3: CV=2, MB=2, WW=6, 3 x-groups of 4, 4, 2
+    # columns, K = 18, F = kh*WW*CV = 36; the last window has nothing to fill (its stream is 36)
+    fill, streams = 36, [4 * 18, 4 * 18, 2 * 18]
+    steps = 10 * sum(max(fill, s) for s in streams)
+    kernel_cycles = 2 * (18 + fill + steps)
+    loads = 2 * 2  # the weight load and window 0's fill per block are exposed; later fills overlap the stream
     e = estimate(_single_conv(), "a10", HwConfig(4, 8, 4))
     expected = kernel_cycles + loads * L.LOAD_LATENCY_CYCLES + L.LAUNCH_US * e.fmax_mhz
     assert e.layers[0].cycles == pytest.approx(expected)
@@ -62,9 +66,11 @@ def test_conv_cycles_follow_the_architecture_formula():
 
 def test_pingpong_window_hides_window_loads():
     g = _single_conv(c_in=64, c_out=64, size=28)
-    single = estimate(g, "a10", HwConfig(16, 16, 7)).layers[0].cycles
+    single_arch = dataclasses.replace(GENERATED, window_buffers=1, fill_in_stream=False)
+    single = estimate(g, "a10", HwConfig(16, 16, 7), arch=single_arch).layers[0].cycles
+    merged = estimate(g, "a10", HwConfig(16, 16, 7)).layers[0].cycles
     double = estimate(g, "a10", HwConfig(16, 16, 7), arch=PIPECNN).layers[0].cycles
-    assert double < single
+    assert merged < single and double < single
 
 
 def test_dense_is_a_conv_over_the_whole_map():
@@ -78,6 +84,11 @@ def test_dense_is_a_conv_over_the_whole_map():
     expected = blocks * (3 * vecs + 2 * L.LOAD_LATENCY_CYCLES) + L.LAUNCH_US * e.fmax_mhz
     assert e.layers[0].cycles == pytest.approx(expected)
     assert lower(g).layers[0].kh == 4
+    # fc_batch 4: per block one weight load, window 0's fill, then the 4 images' windows in one
+    # sequence, each step max(next fill 64, stream 64) = 64 cycles; launched once per batch
+    b4 = estimate(g, "a10", HwConfig(8, 4, 7, fc_batch=4))
+    per_call = blocks * (vecs + vecs + 4 * vecs + 2 * L.LOAD_LATENCY_CYCLES) + L.LAUNCH_US * b4.fmax_mhz
+    assert b4.layers[0].cycles == pytest.approx(per_call / 4)
 
 
 def test_more_lanes_more_dsps_fewer_compute_cycles():

@@ -20,6 +20,8 @@ from cnn2gate.frontend import load_model
 from cnn2gate.hw import HwConfig, estimate, lower
 from cnn2gate.hw.arch import GENERATED
 from cnn2gate.hw.latency import cost_context
+from cnn2gate.hw.resources import lsus
+from cnn2gate.ops.conv import input_fold, vector_io, write_chunk
 from cnn2gate.ops.lowering import buffer_sizes
 from cnn2gate.quant import quantize, quantize_params, with_weight_bits
 from examples import models
@@ -70,11 +72,14 @@ def test_plan_and_estimate_share_the_lowering(quantized, cfg):
     for lp in plan.layers:
         k, a = lp.kernel_layer, lp.args
         if "mem_read" in k.op.kernels:
-            assert (a["k_h"], a["k_w"], a["stride_x"], a["dil_x"]) == (k.kh, k.kw, k.sx, k.dx)
-            assert a["cv"] == math.ceil(k.cg / cfg.vec_size) and a["mb_num"] == math.ceil(k.mg / cfg.lane_num)
+            f = a["fold"]  # kernel columns per vector of a narrow input layer (ConvOp.input_fold)
+            assert f == input_fold(k, cfg.vec_size) and (f == 1 or k.reads_graph_input)
+            assert (a["k_h"], a["k_w"], a["stride_x"], a["dil_x"]) == (k.kh, math.ceil(k.kw / f), k.sx, f * k.dx)
+            assert a["cv"] == math.ceil(f * k.cg / cfg.vec_size) and a["mb_num"] == math.ceil(k.mg / cfg.lane_num)
             assert (a["cg"], a["mg"], a["groups"], a["out_w"]) == (k.cg, k.mg, k.groups, k.ow)
-            # mem_read's window for this layer fits the declared buffer
-            assert a["cv"] * a["k_h"] * k.window_width(cfg.conv_gp_size_x) <= plan.depths.window_depth
+            # mem_read's window for this layer, as the kernel computes it, fits the declared buffer
+            win_w = (min(cfg.conv_gp_size_x, a["out_w"]) - 1) * a["stride_x"] + (a["k_w"] - 1) * a["dil_x"] + 1
+            assert a["cv"] * a["k_h"] * win_w <= plan.depths.window_depth
 
     # the rendered source declares what both assume
     files = render_all(render_context(plan, "a10"))
@@ -87,6 +92,23 @@ def test_plan_and_estimate_share_the_lowering(quantized, cfg):
     assert {"char": 1, "short": 2}[data_t] == est.widths.data_bytes
     defined = re.findall(r"__kernel[^{]*?void (\w+)\(", cl)
     assert defined == plan.kernels
+
+    # whole-vector or element-wise feature-map access: one decision per layer (vector_io),
+    # the host's flags, the fallback code and the priced ports follow it
+    chain = [lp for lp in plan.layers if "mem_read" in lp.kernel_layer.op.kernels]
+    for lp in chain:
+        rd, wr = vector_io(lp.kernel_layer, cfg.vec_size, cfg.lane_num)
+        assert (lp.args["rd_vec"], lp.args["wr_vec"]) == (int(rd), int(wr))
+    assert plan.depths.scalar_read == int(any(not lp.args["rd_vec"] for lp in chain))
+    assert plan.depths.scalar_write == int(any(not lp.args["wr_vec"] for lp in chain))
+    assert ("if (!in_vec)" in cl) == bool(plan.depths.scalar_read)
+    assert ("if (!out_vec)" in cl) == bool(plan.depths.scalar_write)
+    if chain:
+        v, lanes = cfg.vec_size, cfg.lane_num
+        folds = plan.depths.fold_max if plan.depths.fold_max > 1 else 0  # one tap load each
+        assert lsus("mem_read", GENERATED, v, lanes, plan.depths) == (2 + folds, v * plan.depths.scalar_read)
+        assert lsus("mem_write", GENERATED, v, lanes, plan.depths) == \
+            (lanes // write_chunk(v, lanes), lanes * plan.depths.scalar_write)
 
 
 @pytest.mark.parametrize("fc_batch", [4, 16])

@@ -133,3 +133,94 @@ def test_two_heads_emulated_bit_exact_on_both_outputs(tmp_path, exporter):
     sim = simulate(g, quantize(g, x), x)
     for got, want in zip(res.all_outputs, sim.outputs_int):
         assert np.array_equal(got, want)
+
+
+# ---- explore: the sensitivity model and the simulator check score every output ----------
+def sensitive_second_head(outputs=2):
+    """A trunk, two nearly equal channels, and two heads: a generic 1x1 conv (first output) and
+    the difference of the two channels (second output), a small signal that rounding of the
+    shared channels swamps at 8 bits: the second output is the sensitive one."""
+    from cnn2gate import zoo
+    from cnn2gate.ir.layers import GRAPH_INPUT, Graph
+
+    b = zoo.Builder("two_heads_sensitive", (3, 8, 8), seed=0)
+    trunk = b.conv(GRAPH_INPUT, 6, 3, act="relu", name="trunk")
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((1, 6, 1, 1)) * 0.5).astype(np.float32)
+    pair = np.concatenate([w, w + 0.01 * rng.standard_normal(w.shape).astype(np.float32)])
+    p = b.conv(trunk, 2, 1, act="none", name="pair", weight=pair, bias=np.zeros(2, np.float32))
+    first = b.conv(p, 4, 1, act="none", name="robust")
+    second = b.conv(p, 1, 1, act="none", name="diff", weight=np.array([-1, 1], np.float32).reshape(1, 2, 1, 1),
+                    bias=np.zeros(1, np.float32))
+    layers = b.layers if outputs == 2 else [layer for layer in b.layers if layer.name != second]
+    g = Graph(b.name, b.input_shape, layers, first, outputs=[first, second][:outputs])
+    g.validate()
+    return g
+
+
+SENS_X = np.random.default_rng(2).uniform(-1, 1, (8, 3, 8, 8))
+
+
+def uniform(graph, bits):
+    from cnn2gate.explore.space import precision_layers
+
+    return {name: {"w_bits": bits, "a_bits": bits} for name in precision_layers(graph)}
+
+
+def test_sensitivity_model_takes_the_worst_output():
+    from cnn2gate.explore.fidelity import SensitivityModel
+    from cnn2gate.sim import sqnr_db
+
+    g, g1 = sensitive_second_head(), sensitive_second_head(outputs=1)
+    both = SensitivityModel.build(g, SENS_X, (8, 12, 16))
+    first = SensitivityModel.build(g1, SENS_X, (8, 12, 16))
+    assert np.asarray(both.signal_power).shape == (2,)
+    for bits in (8, 12, 16):
+        per = both.sqnr_per_output(uniform(g, bits))
+        # the first output alone is what the model used to score; the second is far worse
+        assert per[0] == pytest.approx(first.sqnr(uniform(g1, bits)), abs=1e-9)
+        assert per[1] < per[0]
+        assert both.sqnr(uniform(g, bits)) == min(per) == per[1]
+        # the simulator agrees per output, and its SQNR is the lowest one too
+        sim = [sqnr_db(ref, out) for ref, out in zip(both.float_outputs(), both.simulated_outputs(uniform(g, bits)))]
+        assert per == pytest.approx(sim, abs=1.0)
+        assert both.simulated_sqnr(uniform(g, bits)) == pytest.approx(min(sim), abs=1e-12)
+    # 8 bits would pass a 25 dB bound on the first output but not on the second
+    eight = both.sqnr_per_output(uniform(g, 8))
+    assert eight[0] > 25.0 > eight[1]
+
+
+def test_explore_verifies_every_output_against_the_bound():
+    from cnn2gate.explore import ExploreOptions, explore
+
+    g = sensitive_second_head()
+    r = explore(g, "de1soc", ExploreOptions(agent="sa", budget=120, seed=0, precision=True, min_sqnr=25.0,
+                                            calib=SENS_X))
+    assert r.best is not None and r.checks.verification["passed"]
+    from cnn2gate.sim import sqnr_db
+
+    res = simulate(g, r.formats, SENS_X)
+    floats = execute(g, SENS_X)
+    sim = [sqnr_db(floats[name], y) for name, y in zip(g.outputs, res.outputs_float)]
+    assert min(sim) >= 25.0
+    # the reported simulated SQNR is the worst output's, not the first output's; each is listed
+    v = r.checks.verification
+    assert v["sim_sqnr_db"] == round(min(sim), 2) < round(sim[0], 2)
+    assert v["sim_sqnr_db_per_output"] == [round(s, 2) for s in sim]
+    assert len(v["tried"][-1]["model_db_per_output"]) == 2
+
+
+def test_parallel_sensitivity_build_is_identical_per_output():
+    from cnn2gate.explore.fidelity import SensitivityModel
+
+    g = sensitive_second_head()
+    serial = SensitivityModel.build(g, SENS_X, (8, 12))
+    forked = SensitivityModel.build(g, SENS_X, (8, 12), workers=2)
+    assert list(serial.noise) == list(forked.noise)
+    for key, value in serial.noise.items():
+        assert value.shape == (2,) and np.array_equal(value, forked.noise[key])
+    assert np.array_equal(serial.input_noise, forked.input_noise)
+    assert np.array_equal(serial.signal_power, forked.signal_power)
+    # a head's own rounding reaches only its own output
+    robust, diff = serial.noise[("robust", "a_bits", 8)], serial.noise[("diff", "a_bits", 8)]
+    assert robust[0] > 0 and robust[1] == 0 and diff[0] == 0 and diff[1] > 0

@@ -68,19 +68,61 @@ def test_weight_bits_and_bits():
         quantize(g, bits=17)
 
 
-def test_wide_formats_keep_the_worst_case_accumulator_in_int32():
+def test_wide_formats_widen_the_accumulator_instead_of_cutting_weight_precision():
     b = Builder("wide", (512, 3, 3), 0)
     b.conv(GRAPH_INPUT, 8, 3, name="c")
     g = b.build()
     rng = np.random.default_rng(0)
-    fm = quantize(g, rng.standard_normal((2, 512, 3, 3)), bits=16)
-    qg = quantize_params(g, fm)
-    assert qg["c"].acc_bound <= 2**31 - 1
-    assert fm.layers["c"].stats["w_frac_reduced_for_accumulator"] > 0
+    x = rng.standard_normal((2, 512, 3, 3))
+    fm16 = quantize(g, x, bits=16)
+    qg = quantize_params(g, fm16)
+    # the weights keep the precision their range allows; the worst case needs a 64-bit accumulator
+    w_max = float(np.abs(g.layer("c").weight).max())
+    assert fm16.layers["c"].weight.frac >= frac_for(w_max, 16)
+    assert "w_frac_reduced_for_accumulator" not in fm16.layers["c"].stats
+    assert 2**31 <= qg["c"].acc_bound <= 2**63 - 1 and qg.acc_bits == 64
     # worst-case inputs of the same sign as each weight: no overflow, no warning
     worst = np.sign(g.layer("c").weight.sum(axis=0, keepdims=True)) * 1e6
-    res = simulate(g, fm, worst, path="fast")
-    assert not res.warnings and res.stats["c"]["bound_bits"] <= 31
+    res = simulate(g, fm16, worst, path="fast")
+    assert not res.warnings and res.acc_bits == 64 and res.stats["c"]["acc_bits"] > 31
+    # 8 bits: the same layer fits int32, so the design keeps the 32-bit accumulator
+    assert quantize_params(g, quantize(g, x, bits=8)).acc_bits == 32
+    # the int32-only rule on request: weight precision given up, a 32-bit design
+    fm32 = quantize(g, x, bits=16, max_acc_bits=32)
+    assert fm32.layers["c"].stats["w_frac_reduced_for_accumulator"] > 0
+    assert quantize_params(g, fm32)["c"].acc_bound <= 2**31 - 1 and quantize_params(g, fm32).acc_bits == 32
+    with pytest.raises(ValueError, match="max_acc_bits"):
+        quantize(g, x, bits=16, max_acc_bits=48)
+
+
+def test_weight_precision_is_given_up_only_beyond_64_bits():
+    b = Builder("huge_bias", (64, 1, 1), 0)
+    name = b.dense(GRAPH_INPUT, 2, act="none")
+    g = b.build()
+    # tiny weights and inputs: many fractional bits, so the bias at accumulator scale passes 2^63
+    rng = np.random.default_rng(0)
+    g.layer(name).weight = (rng.standard_normal((2, 64)) * 1e-6).astype(np.float32)
+    g.layer(name).bias = np.array([3e4, -2.0], dtype=np.float32)
+    fm = quantize(g, rng.standard_normal((4, 64, 1, 1)) * 1e-3, bits=16)
+    qg = quantize_params(g, fm)
+    assert fm.layers[name].stats["w_frac_reduced_for_accumulator"] > 0
+    assert qg[name].acc_bound <= 2**63 - 1 and qg[name].bias_saturated == 0
+
+
+@pytest.mark.parametrize("act,cut", [("none", False), ("leaky", True)])
+def test_a_leaky_layer_keeps_acc_times_slope_inside_64_bits(act, cut):
+    b = Builder("leaky_bias", (64, 1, 1), 0)
+    name = b.dense(GRAPH_INPUT, 2, act=act)
+    g = b.build()
+    rng = np.random.default_rng(0)
+    g.layer(name).weight = (rng.standard_normal((2, 64)) * 1e-6).astype(np.float32)
+    g.layer(name).bias = np.array([-1.0, 1.0], dtype=np.float32)  # about 2^56 at accumulator scale
+    x = rng.standard_normal((4, 64, 1, 1)) * 1e-3
+    fm = quantize(g, x, bits=16)
+    q = quantize_params(g, fm)[name]
+    assert ("w_frac_reduced_for_accumulator" in fm.layers[name].stats) == cut
+    assert q.acc_bound * (q.alpha_q if act == "leaky" else 1) <= 2**63 - 1
+    simulate(g, fm, -np.sign(g.layer(name).weight[:1]).reshape(1, 64, 1, 1) * 1e3)  # no overflow
 
 
 @pytest.mark.parametrize("bits,min_db", [(16, 50), (8, 25), (4, 5)])

@@ -122,8 +122,21 @@ def test_quantize_tensor_and_dequantize():
     q = fx.quantize_tensor([0.125, -0.125, 0.375, 100.0, -100.0, -32.0], fmt)
     np.testing.assert_array_equal(q, [1, 0, 2, 127, -128, -128])  # ties up, saturation both ends
     np.testing.assert_allclose(fx.dequantize(q, fmt), [0.25, 0.0, 0.5, 31.75, -32.0, -32.0])
-    b, n = fx.quantize_bias([1e12, -1e12, 1.5], 0)
+    b, n = fx.quantize_bias([1e12, -1e12, 1.5], 0, bits=32)
     assert list(b) == [2**31 - 1, -(2**31), 2] and n == 2
+    # by default at the widest accumulator: 1e12 fits, 1e19 and -1e19 saturate at 64 bits
+    b, n = fx.quantize_bias([1e12, 1e19, -1e19, -2.0**63], 0)
+    assert list(b) == [10**12, 2**63 - 1, -(2**63), -(2**63)] and n == 2
+
+
+def test_accumulator_width_follows_the_worst_case():
+    w = np.array([[3, -4], [1, 1]])
+    assert fx.acc_bound(w, [5, -100], 8) == max(7 * 128 + 5, 2 * 128 + 100)
+    assert fx.acc_width(2**31 - 1) == 32 and fx.acc_width(2**31) == 64
+    assert fx.acc_width(2**63 - 1) == 64 and fx.acc_width(2**63) is None
+    # exact beyond int64: a saturated bias plus any product
+    assert fx.acc_bound(w, [2**63 - 1, 0], 8) == 2**63 - 1 + 7 * 128
+    assert fx.fits_acc(-(2**63), 2**63 - 1, 64) and not fx.fits_acc(-(2**31) - 1, 0, 32)
 
 
 def test_avg_multiplier():

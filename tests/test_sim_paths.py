@@ -343,7 +343,7 @@ def test_float32_would_be_wrong_where_the_plan_refuses_it():
         pytest.skip("this BLAS happened to keep float32 exact here")
 
 
-def test_actual_overflow_raises_and_worst_case_warns():
+def test_a_wide_worst_case_takes_the_64_bit_accumulator():
     b = Builder("t", (64, 1, 1))
     name = b.dense(GRAPH_INPUT, 2)
     g = b.build()
@@ -351,15 +351,49 @@ def test_actual_overflow_raises_and_worst_case_warns():
     layer.weight = np.full((2, 64), 32767.0)
     layer.bias = np.zeros(2)
     fm = Formats(QFormat(16, 0), {name: LayerFormat(QFormat(16, 0), QFormat(16, 0))})
-    small = np.ones((1, 64, 1, 1))
+    big = np.full((1, 64, 1, 1), 30000.0)
     for path in ("fast", "reference"):
-        res = simulate(g, fm, small, path=path)
+        res = simulate(g, fm, np.ones((1, 64, 1, 1)), path=path)
         assert res.stats[name]["bound_bits"] == 36 and res.stats[name]["acc_bits"] == 21
-        assert any("worst-case" in w for w in res.warnings)
+        assert not res.warnings and res.acc_bits == 64
+        res = simulate(g, fm, big, path=path)  # 36 bits: inside the 64-bit accumulator
+        assert res.stats[name]["acc_bits"] == 36 and res.output_int.max() == 32767
+
+
+def test_actual_overflow_beyond_64_bits_raises_and_worst_case_warns():
+    b = Builder("t", (4, 1, 1))
+    name = b.dense(GRAPH_INPUT, 2, act="none")
+    g = b.build()
+    layer = g.layer(name)
+    layer.weight = np.full((2, 4), 1000.0)
+    layer.bias = np.array([2.0**63, -5.0])  # saturates to 2^63 - 1
+    fm = Formats(QFormat(16, 0), {name: LayerFormat(QFormat(16, 0), QFormat(16, 0))})
+    below = np.full((1, 4, 1, 1), -3.0)
+    above = np.full((1, 4, 1, 1), 3.0)
+    for path in ("fast", "reference"):
+        res = simulate(g, fm, below, path=path)
+        assert res.stats[name]["bound_bits"] == 64 and any("worst-case" in w for w in res.warnings)
+        assert list(res.output_int[0].ravel()) == [32767, -5 - 4 * 3000]
         with pytest.raises(AccumulatorOverflow, match=name):
-            simulate(g, fm, np.full((1, 64, 1, 1), 30000.0), path=path)
-        unchecked = simulate(g, fm, np.full((1, 64, 1, 1), 30000.0), path=path, check_overflow=False)
-        assert unchecked.stats[name]["acc_bits"] == 36
+            simulate(g, fm, above, path=path)
+        # unchecked, the sum wraps modulo 2^64 as the hardware's would
+        wrapped = simulate(g, fm, above, path=path, check_overflow=False)
+        assert wrapped.output_int[0, 0] == -32768
+
+
+def test_leaky_slope_on_a_wide_accumulator_must_fit_64_bits():
+    b = Builder("t", (4, 1, 1))
+    name = b.dense(GRAPH_INPUT, 1, act="leaky")
+    g = b.build()
+    layer = g.layer(name)
+    layer.alpha = 0.5
+    layer.weight = np.full((1, 4), 1.0)
+    layer.bias = np.array([-(2.0**50)])
+    fm = Formats(QFormat(16, 0), {name: LayerFormat(QFormat(16, 0), QFormat(16, 0))})
+    x = np.zeros((1, 4, 1, 1))
+    for path in ("fast", "reference"):
+        with pytest.raises(AccumulatorOverflow, match="leaky"):
+            simulate(g, fm, x, path=path)
 
 
 def test_avg_pool_divisor_at_borders():
@@ -408,6 +442,7 @@ def tiny_tiles(monkeypatch):
     monkeypatch.setattr(fast, "MIN_TILE_COLS", 1)
     monkeypatch.setattr(fast, "MIN_TILE_CHANNELS", 1)
     monkeypatch.setattr(fast, "MIN_PARALLEL_SIZE", 1)
+    monkeypatch.setattr(fast, "ORT_POOL", False)  # the NumPy max pool's channel tiles
 
 
 @pytest.mark.parametrize("kind", ["conv", "dense", "pool-max"])
@@ -466,3 +501,58 @@ def test_onnxruntime_conv_path_equals_reference():
         assert got.stats[name] == ref.stats[name]
         used += "ort_conv" in qg[name].cache
     assert used >= 4  # the onnxruntime path really ran
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_onnxruntime_depthwise_and_unfused_convs_equal_reference(threaded, monkeypatch):
+    """Channel-wise convs (3x3/5x5/7x7, strides, dilation, depth multiplier 2, channel counts on and
+    off onnxruntime's 8/16-channel blocks) and leaky convs (accumulator itself, bias inline) on
+    onnxruntime's kernels, with one thread and with two: bit-exact against the int64
+    reference, stats included."""
+    if threaded:  # every session gets the BLAS's threads (two), whatever the layer's size
+        monkeypatch.setattr(fast, "MIN_ORT_THREADED_WORK", 0)
+        monkeypatch.setattr(fast, "_blas_threads", lambda: 2)
+    rng = np.random.default_rng(12)
+    cases = [  # c, hw, mult, kernel, stride, dilation, act, bits
+        (32, 14, 1, 3, 1, 1, "relu6", 8), (30, 13, 1, 3, 2, 1, "relu", 8), (20, 9, 2, 3, 1, 1, "none", 8),
+        (48, 12, 1, 5, 2, 1, "relu6", 8), (17, 10, 1, 7, 1, 1, "relu", 10), (24, 11, 1, 3, 1, 2, "relu", 8),
+        (16, 8, 1, 3, 1, 1, "leaky", 8), (6, 9, 1, 5, 1, 1, "leaky", 8),
+    ]
+    used = 0
+    for c, hw, mult, kernel, stride, dil, act, bits in cases:
+        b = Builder("t", (c, hw, hw), int(rng.integers(1000)))
+        name = b.conv(GRAPH_INPUT, c * mult, kernel, stride=stride, dilation=dil,
+                      pad=kernel // 2 * dil, groups=c, act=act, alpha=0.1)
+        g = b.build()
+        fm = quantize(g, bits=bits, method="maxabs")
+        qg = quantize_params(g, fm)
+        x = rng.standard_normal((2, c, hw, hw)) * 3  # saturates some outputs
+        ref = simulate(g, qg, x, path="reference")
+        got = simulate(g, qg, x, path="fast")
+        np.testing.assert_array_equal(got.ints[name], ref.ints[name], err_msg=str((c, kernel, act)))
+        assert got.stats[name] == ref.stats[name]
+        used += list(qg[name].cache.get("ort_conv", {})) == [2 if threaded else 1]  # sessions by threads
+    assert used == len(cases)  # every case really ran on onnxruntime, with that many threads
+
+
+def test_onnxruntime_max_pool_equals_reference():
+    """Max pools on onnxruntime's kernel (3x3/2 with padding, ceil-mode end padding, stride
+    above the kernel, relu/relu6) equal the int64 reference and the NumPy taps, stats included."""
+    rng = np.random.default_rng(13)
+    cases = [(64, 15, 3, 2, (1, 1, 1, 1), "none"), (20, 9, 2, 2, (0, 0, 1, 1), "relu"),
+             (7, 10, 3, 2, (0, 0, 1, 1), "relu6"), (5, 11, 2, 3, 0, "none"), (9, 8, (1, 3), (1, 2), (0, 1, 0, 1), "relu")]
+    for c, hw, k, stride, pad, act in cases:
+        b = Builder("t", (c, hw, hw), int(rng.integers(1000)))
+        src = b.conv(GRAPH_INPUT, c, 1, pad=0, act="none")
+        name = b.pool(src, "max", k, stride=stride, pad=pad, act=act)
+        g = b.build()
+        fm = quantize(g, bits=8, method="maxabs")
+        x = rng.standard_normal((2, c, hw, hw))
+        ref = simulate(g, fm, x, path="reference")
+        qg = quantize_params(g, fm)
+        got = simulate(g, qg, x, path="fast")
+        assert "ort_pool" in qg[name].cache and qg[name].cache.get("ort_pool_ok", True)
+        np.testing.assert_array_equal(got.ints[name], ref.ints[name], err_msg=str((c, k, pad)))
+        assert got.stats[name] == ref.stats[name]
+        np.testing.assert_array_equal(fast._tap_max(qg[name], got.values[src]),
+                                      fast.ort_conv.max_pool(qg[name], got.values[src], 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from .. import ops
 from ..hw.arch import ADD_MAX_INPUTS, CHANNEL_DEPTH
 from ..ops.kernel_args import Arg
-from ..quant.fixedpoint import MUL_FRAC
+from ..quant.fixedpoint import ACC_BITS, MUL_FRAC
 
 
 def constants() -> dict[str, int]:
@@ -26,10 +26,12 @@ def constants() -> dict[str, int]:
     return out
 
 
-def kernel_args(add_max_inputs: int = ADD_MAX_INPUTS, packed_weights: bool = False) -> dict[str, tuple[Arg, ...]]:
+def kernel_args(add_max_inputs: int = ADD_MAX_INPUTS, packed_weights: bool = False,
+                acc_bits: int = ACC_BITS) -> dict[str, tuple[Arg, ...]]:
     """Every kernel's arguments in order, as its operator declares them; `packed_weights`:
-    a design whose weights are packed at each layer's width (codegen/plan.py)."""
-    consts = dict(constants(), add_max_inputs=add_max_inputs, packed_weights=packed_weights)
+    a design whose weights are packed at each layer's width (codegen/plan.py); `acc_bits`:
+    the design's accumulator width (32 or 64, QuantizedGraph.acc_bits)."""
+    consts = dict(constants(), add_max_inputs=add_max_inputs, packed_weights=packed_weights, acc_bits=acc_bits)
     return {k: tuple(ops.kernel_owner(k).kernel_args(k, consts)) for k in ops.ALL_KERNELS}
 
 

@@ -16,6 +16,7 @@ from .. import ops
 from ..errors import ModelError
 from ..hw.arch import ADD_MAX_INPUTS, GENERATED
 from ..hw.config import HwConfig
+from ..hw.packing import DspPacking, chain_packing
 from ..hw.widths import widths_from_formats
 from ..ir.layers import GRAPH_INPUT
 from ..ops.base import ArchLimit, KernelLayer, chw
@@ -78,10 +79,17 @@ class Plan:
     depths: BufferSizes  # the lowering's buffer depths (the cost model sizes the same ones)
     packed_weights: bool = False  # weights packed at each layer's width (hw/widths.py)
     output_layers: list[int] = field(default_factory=list)  # every graph output in order; [0] is output_layer
+    dsp_pack: DspPacking | None = None  # two products per multiplier in conv_core (hw/packing.py)
+    acc_bits: int = 32  # the multiply-accumulate kernels' accumulator, 32 or 64 (QuantizedGraph.acc_bits)
 
     @property
     def data_dtype(self) -> np.dtype:
         return np.dtype("i1") if self.data_bits == 8 else np.dtype("<i2")
+
+    @property
+    def acc_dtype(self) -> np.dtype:
+        """The biases' type in the weight files: the accumulator's width."""
+        return np.dtype("<i8") if self.acc_bits == 64 else np.dtype("<i4")
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -170,7 +178,8 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
     index = {lp.stem: lp.index for lp in layers}
     outputs = [index[stems[name]] for name in graph.outputs]
     return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers, outputs[0], kernels,
-                buffer_sizes(lowered, hw, GENERATED), packed, outputs)
+                buffer_sizes(lowered, hw, GENERATED), packed, outputs,
+                dsp_pack=chain_packing(lowered, widths, hw.vec_size, hw.lane_num), acc_bits=qg.acc_bits)
 
 
 __all__ = ["ACT_CODES", "ALL_KERNELS", "Buffer", "LayerPlan", "Plan", "View", "make_plan"]

@@ -45,11 +45,12 @@ def project_files(plan: Plan, qg: QuantizedGraph, sim, board: str, bsp: str = ""
 
 
 def array_files(plan: Plan) -> dict[str, bytes]:
-    """weights/<stem>.{w,b,lut}.bin: weights (data_t or packed words), biases and tables (int32)."""
+    """weights/<stem>.{w,b,lut}.bin: weights (data_t or packed words), biases (at the
+    accumulator's width: int32 or int64) and tables (int32)."""
     files = {}
     for lp in plan.layers:
         for key, arr in sorted(lp.arrays.items()):
-            dtype = _weight_dtype(plan, lp) if key == "w" else layout.INT32
+            dtype = {"w": _weight_dtype(plan, lp), "b": plan.acc_dtype}.get(key, layout.INT32)
             files[f"weights/{lp.stem}.{key}.bin"] = _checked(arr, dtype).tobytes()
     return files
 
@@ -98,14 +99,14 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
     for lp in plan.layers:
         d = dict(lp.args)
         files = {k: (f"{lp.stem}.{k}.bin" if k in lp.arrays else "") for k in ("w", "b", "lut")}
-        elem = {"w": _weight_dtype(plan, lp).itemsize, "b": 4, "lut": 4}
+        elem = {"w": _weight_dtype(plan, lp).itemsize, "b": plan.acc_dtype.itemsize, "lut": 4}
         d.update(
             index=lp.index, stem=lp.stem, kind_name=lp.ir_kind, kind_enum=lp.host_kind,
             inputs=[{"buf": v.buf, "c_off": v.c_off} for v in lp.inputs[:max_in]],
             output={"buf": lp.output.buf, "c_off": lp.output.c_off}, lsh=lp.lsh,
             weight_file=files["w"], bias_file=files["b"], table_file=files["lut"],
             weight_bytes=lp.arrays["w"].size * elem["w"] if "w" in lp.arrays else 0,
-            bias_bytes=lp.arrays["b"].size * 4 if "b" in lp.arrays else 0,
+            bias_bytes=lp.arrays["b"].size * elem["b"] if "b" in lp.arrays else 0,
             table_bytes=lp.arrays["lut"].size * 4 if "lut" in lp.arrays else 0,
         )
         layers.append(d)
@@ -131,6 +132,19 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "n_layers": len(layers),
         "consts": constants(),
         "packed_weights": plan.packed_weights,
+        # the multiply-accumulate kernels' accumulator (docs/fixed-point.md): its C type, the
+        # unsigned type it wraps in, and the cast that reads it as a signed long
+        "acc": {"bits": plan.acc_bits, "t": "long" if plan.acc_bits == 64 else "int",
+                "ut": "ulong" if plan.acc_bits == 64 else "uint",
+                "to_long": "(long)" if plan.acc_bits == 64 else "(long)(int)"},
+        "dsp_pack": plan.dsp_pack,
+        # the element-wise fallback of mem_read / mem_write, only where a layer needs it
+        # (ConvOp.vector_io; the resource model prices its ports from the same depths)
+        "scalar_read": bool(plan.depths.scalar_read), "scalar_write": bool(plan.depths.scalar_write),
+        "fold_max": plan.depths.fold_max, "fold_cg": plan.depths.fold_cg,
+        # the resize kernel's bilinear branch, only where a layer is bilinear (the resource model
+        # prices it from the same depths)
+        "bilinear": bool(plan.depths.bilinear),
         "host_kinds": list(dict.fromkeys(op.host_kind for op in ops.OPS)),
     }
 

@@ -3,7 +3,8 @@ import click
 from ..batch import as_batch
 from ..frontend import load_model
 from ..hw import DEFAULT_BOARD, estimate, load_board, load_config
-from ..pipeline import compile_project
+from ..hostmem import check_calibration, check_golden
+from ..pipeline import check_memory, compile_project
 from ..quant import load_formats, quantize
 from .options import echo_json, input_shape_option, json_option, model_argument, quiet_option
 from .quantize import load_array
@@ -30,9 +31,17 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
     graph = load_model(model, input_shape=input_shape)
     board_info = load_board(board)
     config = load_config(config_path, board_info)
+    given = load_formats(formats_path, graph) if formats_path else None
+    # before calibration and golden data: a design the board's memory cannot hold is refused as
+    # `estimate` refuses it (without --formats, quantize's default 8 bits); compile_project then
+    # skips its own check
+    check_memory(graph, board_info, config, given, model)
     calib_x = as_batch(graph, load_array(calib, "calibration"), calib) if calib else None
-    if formats_path:
-        formats = load_formats(formats_path, graph)
+    if given is None:
+        check_calibration(model, graph, None if calib_x is None else len(calib_x), formats_option=True)
+    check_golden(model, graph)
+    if given is not None:
+        formats = given
     else:
         if calib_x is None and not (quiet or as_json):
             click.echo("note: no --formats or --calib given; quantising on a synthetic calibration set", err=True)
@@ -42,7 +51,8 @@ def command(model, input_shape, board, formats_path, config_path, calib, golden_
         golden = as_batch(graph, load_array(golden_input, "golden input"), golden_input)
     elif calib_x is not None:
         golden = calib_x[:1]
-    path = compile_project(graph, formats, board_info, config, output, force=force, golden_input=golden)
+    path = compile_project(graph, formats, board_info, config, output, force=force, golden_input=golden,
+                           memory_checked=True)
     est = estimate(graph, board_info, config, formats)
     _warn_if_misfit(est, board_info, config)
     if as_json:

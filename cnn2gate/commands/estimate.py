@@ -5,6 +5,7 @@ import click
 from ..errors import ConfigError
 from ..frontend import load_model
 from ..hw import DEFAULT_BOARD, estimate, load_board, load_config
+from ..hw.estimate import memory_refusal
 from .options import input_shape_option, model_argument
 
 
@@ -39,6 +40,9 @@ def command(model, input_shape, board, config_path, formats_path, margin, allow_
     else:
         click.echo(render(est))
     if not est.fits and not allow_misfit:
+        memory = memory_refusal(est, model, graph)
+        if memory is not None:  # the same refusal as compile's
+            raise ConfigError(f"{memory} (or pass --allow-misfit to only report)")
         pct = est.resources.pct()
         over = ", ".join(f"{r} {pct[r]:.0f}%" for r in est.resources.over(margin))
         raise ConfigError(
@@ -75,8 +79,41 @@ def render(est) -> str:
     lines.append("per kernel (DSP / ALM / RAM): " + "; ".join(
         f"{k} {v['dsp']}/{v['alm']}/{v['ram_blocks']}" for k, v in res["kernels"].items())
         + f"; BSP {res['bsp']['dsp']}/{res['bsp']['alm']}/{res['bsp']['ram_blocks']}")
+    lines.append(_ports_line(est))
+    lines.append(_packing_line(est.resources.dsp_packing))
+    if est.memory is not None:
+        lines.append(est.memory.describe())
     if est.fits:
         lines.append(f"FITS (margin {est.margin:.0%})")
     else:
-        lines.append(f"DOES NOT FIT (margin {est.margin:.0%}): {', '.join(est.resources.over(est.margin))}")
+        lines.append(f"DOES NOT FIT (margin {est.margin:.0%}): {', '.join(est.over())}")
     return "\n".join(lines)
+
+
+def _ports_line(est) -> str:
+    """Global-memory ports per kernel as the resource model prices them (wide = one vector or
+    table access, narrow = one element); modelled: what aoc builds is not checked here."""
+    from ..hw.arch import GENERATED, PIPECNN
+    from ..hw.resources import lsus
+
+    arch = {"generated": GENERATED, "pipecnn": PIPECNN}.get(est.arch)
+    if arch is None:
+        return ""
+    c, buffers = est.config, est.resources.buffers
+    ports = [(k, lsus(k, arch, c.vec_size, c.lane_num, buffers)) for k in est.resources.kernels if k != "channels"]
+    return "memory ports, wide + narrow (modelled): " + "; ".join(f"{k} {w}+{n}" for k, (w, n) in ports)
+
+
+def _packing_line(facts: dict | None) -> str:
+    """conv_core's multiply mode and whether the DSP figure behind it is an estimate."""
+    if not facts:
+        return ""
+    how = "estimate" if facts["estimate"] else "sourced"
+    if facts["mode"] == "pair":
+        mode = (f"two products per 18-bit multiplier (weights <= {facts['w_bits']} bits, "
+                f"shift {facts['shift']}, split every {facts['group']} products)")
+    else:
+        mode = "none (one product per multiplier)"
+    n = facts["products_per_dsp"]
+    return (f"DSP packing: {mode}; {n} product{'s' if n != 1 else ''} per DSP block "
+            f"(board {facts['figure']}, {how})")

@@ -56,7 +56,8 @@ def _load_labels(path):
               help="Processes for costing batches of design points and building the sensitivity model "
                    "[default: all usable cores]. The result does not depend on it.")
 @click.option("--cluster", metavar="ADDRESS", default=None,
-              help="With --precision: build the sensitivity model and run the simulator checks as tasks on the "
+              help="With --precision: build the sensitivity model, cost the batched agents' batches of design "
+                   "points and run the simulator checks as tasks on the "
                    "Ray cluster at ADDRESS (HOST:PORT of the head; `auto`: RAY_ADDRESS). The result does not "
                    "depend on it (docs/cluster.md).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
@@ -89,7 +90,7 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
         raise ConfigError("--calib is used by the precision search: add --precision")
     if cluster and not precision:
         raise ConfigError("--cluster runs the precision search's float and simulator work: add --precision "
-                          "(design points are costed locally, with --workers)")
+                          "(a hardware-only search is costed locally, with --workers)")
     board = load_board(board)
     graph = load_model(model, input_shape=input_shape)
     bar = None if (quiet or as_json) else ProgressBar(budget)

@@ -88,10 +88,11 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
                    min_sqnr=min_sqnr if space.has_precision else None, budget=budget, agent=agent,
                    on_evaluation=progress, features=_features(graph, board_obj),
                    weight_counts=_weight_counts(graph) if space.has_precision else None)
-    # with a cluster the points are costed here: a fork after Ray has started its threads can hang,
-    # and a point costs well under Ray's ~1 ms per task
-    cost_workers = int(opts.workers) if _agents.batches(agent) and executor is None else 1
-    _search(ev, agent, opts.seed, cost, cost_workers)
+    # with a cluster, batches of points are costed as its tasks (no fork pool here: a fork after
+    # Ray has started its threads can hang)
+    batched = _agents.batches(agent)
+    cost_workers = (executor.workers if executor is not None else int(opts.workers)) if batched else 1
+    _search(ev, agent, opts.seed, cost, cost_workers, executor if batched else None)
     initial = ev.cache.get(space.initial)
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr,
@@ -111,10 +112,13 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     return result
 
 
-def _search(ev: Evaluator, agent: str, seed: int, cost, workers: int) -> None:
-    """Run the agent until it stops or the budget is spent, on a cost pool when workers > 1."""
+def _search(ev: Evaluator, agent: str, seed: int, cost, workers: int, executor=None) -> None:
+    """Run the agent until it stops or the budget is spent, on a cost pool when workers > 1
+    (on the executor's cluster when one is given)."""
     search = _agents.get(agent)  # imported before the pool forks
-    if workers > 1:
+    if executor is not None:
+        ev.pool = CostPool(cost, ev.fidelity, workers, executor)
+    elif workers > 1:
         ev.pool = CostPool(cost, ev.fidelity, workers)
     try:
         search(ev, seed)

@@ -16,8 +16,9 @@ def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 def calibrate_sqnr_bound(sensitivity, space: DesignSpace, labels, max_loss: float, executor=None) -> dict:
     """Derive the search's SQNR bound from an accuracy bound by measuring a few uniform designs.
 
-    Every layer at one width b, widest first: the simulator measures top-1 accuracy and
-    the sensitivity model gives the SQNR. The bound is the modelled SQNR of the narrowest
+    Every layer at one width b, widest first: the simulator measures top-1 accuracy (of the
+    first graph output, the class vector) and the sensitivity model gives the SQNR (the
+    lowest over the graph outputs). The bound is the modelled SQNR of the narrowest
     width reached before the first one losing more than `max_loss` points (so every wider
     uniform design also met the bound). If even the widest fails, DEFAULT_MIN_SQNR is kept.
     With `executor` every width is simulated at once, as its tasks (the same rows).

@@ -19,7 +19,8 @@ INFEASIBLE_PENALTY = 10.0
 #: deficit in units of 10 dB): large enough that moving towards feasibility pays even when
 #: it makes the design slower (halving the lanes doubles latency: +0.69).
 OVERSHOOT_WEIGHT = 10.0
-#: Serial cost (seconds) a batch must be estimated to take before it is sent to the pool.
+#: Serial cost (seconds) a batch must be estimated to take before it is sent to the pool
+#: (a pool on a Ray cluster asks more: its round trip is longer; parallel.CostPool.min_seconds).
 POOL_MIN_SECONDS = 0.005
 #: Secondary objective of precision searches, in log-latency units per 8 bits of average weight
 #: width (weighted by each layer's weight count): halving the weights from 8 to 4 bits is worth
@@ -88,6 +89,7 @@ class Evaluator:
     on_evaluation: Callable[["Evaluator", Evaluation], None] | None = None
     features: object = None  # model + board feature vector for learning agents (numpy array)
     pool: object = None  # a parallel.CostPool used by evaluate_many, or None to cost in this process
+    pooled: int = 0  # points costed on a pool
     weight_counts: dict | None = None  # layer -> number of weights: enables the weight-memory objective
 
     cache: dict = field(default_factory=dict)
@@ -157,6 +159,7 @@ class Evaluator:
             jobs = [(self.space.config(p), self.space.precision(p)) for p in fresh]
             if self._worth_pooling(len(jobs)):
                 results = self.pool.map(jobs)
+                self.pooled += len(jobs)
             else:
                 results = [(self.cost(c, b), self.fidelity(b) if b is not None else None) for c, b in jobs]
             dt = (time.perf_counter() - t0) / len(jobs)  # wall time per point of the batch
@@ -174,7 +177,7 @@ class Evaluator:
         """
         if self.pool is None or n < 2 or self.n_evals < 8:
             return False
-        return n * self.cost_seconds / self.n_evals >= POOL_MIN_SECONDS
+        return n * self.cost_seconds / self.n_evals >= getattr(self.pool, "min_seconds", POOL_MIN_SECONDS)
 
     def _record(self, point: Point, config: dict, bits, cost: Cost, fid, dt: float) -> Evaluation:
         self.cost_seconds += dt

@@ -6,10 +6,12 @@ Computed once per model:
    (`formats_for`).
 2. For every conv/dense layer, every role (weights, activations) and every width b,
    only that tensor is rounded to its format and the float network is re-run from that
-   layer on; the mean squared change of the output is that tensor's noise power
-   n[layer, role, b]. The model input's own rounding gives a constant term.
-3. A design's noise is the sum of its tensors' noise powers (independent noise adds in
-   power) and its SQNR is 10 log10(P_signal / noise).
+   layer on; the mean squared change of each graph output is that tensor's noise power
+   there, n[layer, role, b][o]. The model input's own rounding gives a constant term.
+3. A design's noise at output o is the sum of its tensors' noise powers there (independent
+   noise adds in power), its SQNR there 10 log10(P_signal[o] / noise[o]), and the design's
+   SQNR the minimum over the outputs: a bound holds for every output, so a small or
+   sensitive head (a detector's second scale) is not averaged away by a larger one.
 
 `check_against_simulator` measures the model's error against the bit-accurate simulator
 on a few points; `simulated_sqnr` / `simulated_output` run the simulator on one design.
@@ -42,9 +44,11 @@ class SensitivityModel:
     graph: Graph
     calib: np.ndarray
     bits: tuple[int, ...]
-    signal_power: float = 0.0
-    noise: dict = field(default_factory=dict)  # (layer, "w_bits"|"a_bits", bits) -> noise power
-    input_noise: float = 0.0
+    # Per graph output, in the graph's order: arrays of shape (outputs,). A plain float
+    # (one output) is accepted too.
+    signal_power: np.ndarray | float = 0.0
+    noise: dict = field(default_factory=dict)  # (layer, "w_bits"|"a_bits", bits) -> noise power per output
+    input_noise: np.ndarray | float = 0.0
     base_formats: dict = field(default_factory=dict)  # bits -> Formats from the quantiser
     seconds: float = 0.0
 
@@ -60,12 +64,19 @@ class SensitivityModel:
         """
         import time
 
+        from ..hostmem import check_sensitivity
         from ..quant.calibrate import synthetic_calibration
 
         t0 = time.perf_counter()
-        if calib is None:
+        # the float reference of the whole set stays alive: refuse a set the host cannot hold
+        # before making (or running) it, not with a MemoryError half-way
+        source, given = f"model {graph.name}", calib is not None
+        if not given:
+            check_sensitivity(source, graph, None)
             calib = synthetic_calibration(graph)
         calib = as_batch(graph, calib, "calibration data", error=ConfigError, strict=False)
+        if given:
+            check_sensitivity(source, graph, len(calib))
         model = cls(graph, calib, tuple(sorted(bits)))
         widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
         formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib), executor)
@@ -94,10 +105,12 @@ class SensitivityModel:
                     layer.weight = layer.weight.astype(np.float64)
             with threadpool_limits(limits=1):
                 ref = float_ref.execute(graph, calib)
-                y = ref[graph.output]
-                model.signal_power = float(np.mean(y * y))
-                if model.signal_power <= 0:
-                    raise ConfigError(f"model {graph.name}: the float output is all zero on the calibration data")
+                y = [ref[name] for name in graph.outputs]
+                model.signal_power = np.array([np.mean(v * v) for v in y], dtype=np.float64)
+                for name, power in zip(graph.outputs, model.signal_power):
+                    if power <= 0:
+                        raise ConfigError(f"model {graph.name}: the float output {name!r} is all zero on the "
+                                          "calibration data")
                 # tasks near the input re-run the whole network: they come first, spread over the workers
                 results = fork_map(_worker_noise, tasks, workers, (model, ref, y), executor)
         finally:
@@ -110,8 +123,8 @@ class SensitivityModel:
         model.seconds = time.perf_counter() - t0
         return model
 
-    def _task_noise(self, ref, y, task) -> float:
-        """The noise power of one tensor: (None, 0, "input") or (layer index, bits, role)."""
+    def _task_noise(self, ref, y, task) -> np.ndarray:
+        """The noise power of one tensor at every output: (None, 0, "input") or (layer index, bits, role)."""
         i, b, role = task
         if role == "input":
             x_in = _fake_quant(self.calib, self.base_formats[INPUT_BITS].input)
@@ -124,8 +137,9 @@ class SensitivityModel:
         a_q = _fake_quant(ref[layer.name], fm.out)
         return self._rerun_noise(ref, i + 1, {layer.name: a_q}, y)
 
-    def _rerun_noise(self, ref, start: int, replaced: dict, y_ref, weight=None) -> float:
-        """Output noise power when the float run restarts at layer `start` with some tensors replaced."""
+    def _rerun_noise(self, ref, start: int, replaced: dict, y_ref, weight=None) -> np.ndarray:
+        """Noise power at each output when the float run restarts at layer `start` with some
+        tensors replaced (an output computed before `start` keeps its reference value: 0)."""
         values = dict(ref)
         values[GRAPH_INPUT] = self.calib
         values.update(replaced)
@@ -140,19 +154,51 @@ class SensitivityModel:
                     layer.weight = saved
             else:
                 values[layer.name] = float_ref.run_layer(layer, *xs)
-        d = values[self.graph.output] - y_ref
-        return float(np.mean(d * d))
+        out = np.empty(len(y_ref), dtype=np.float64)
+        for o, (name, ref_o) in enumerate(zip(self.graph.outputs, y_ref)):
+            d = values[name] - ref_o
+            out[o] = np.mean(d * d)
+        return out
 
     # ---- queries ----------------------------------------------------------------------
     def sqnr(self, bits: dict) -> float:
-        """Modelled output SQNR (dB) of per-layer widths {layer: {"w_bits": b, "a_bits": b}}."""
-        total = self.input_noise
+        """Modelled output SQNR (dB) of per-layer widths {layer: {"w_bits": b, "a_bits": b}}:
+        the lowest over the graph outputs."""
+        return min(self.sqnr_per_output(bits))
+
+    def sqnr_per_output(self, bits: dict) -> list[float]:
+        """Modelled SQNR (dB) at each graph output, in the graph's order."""
+        terms = self._float_terms()
+        if not isinstance(terms[None], tuple):  # one output: plain floats
+            total = terms[None]
+            for layer, roles in bits.items():
+                for role, b in roles.items():
+                    total += terms[(layer, role, int(b))]
+            return [_db(terms["signal"], total)]
+        total = list(terms[None])
+        outputs = range(len(total))
         for layer, roles in bits.items():
             for role, b in roles.items():
-                total += self.noise[(layer, role, int(b))]
-        if total <= 0:
-            return float("inf")
-        return 10.0 * math.log10(self.signal_power / total)
+                t = terms[(layer, role, int(b))]
+                for o in outputs:
+                    total[o] += t[o]
+        return [_db(p, n) for p, n in zip(terms["signal"], total)]
+
+    def _float_terms(self) -> dict:
+        """The noise table as Python floats (summed thousands of times a search: numpy's per-call
+        overhead would dominate), a float per entry with one output, else a tuple per entry;
+        None: the input's term, "signal": the signal powers."""
+        cache = getattr(self, "_terms", None)
+        if cache is None or cache[0] is not self.noise or len(cache[1]) != len(self.noise) + 2:
+            one = np.size(self.signal_power) == 1
+
+            def floats(v):
+                v = np.atleast_1d(v)
+                return float(v[0]) if one else tuple(float(x) for x in v)
+            table = {key: floats(v) for key, v in self.noise.items()}
+            table[None], table["signal"] = floats(self.input_noise), floats(self.signal_power)
+            self._terms = cache = (self.noise, table)
+        return cache[1]
 
     __call__ = sqnr
 
@@ -160,7 +206,7 @@ class SensitivityModel:
         """A Formats for the simulator/compiler: each tensor's format from the run at its width.
 
         Layers without a precision knob take the widest width among their inputs; tensors
-        that must share a format (max pool in/out, concat inputs) take the widest width
+        that must share a format (an operator's tied inputs and output) take the widest width
         of their group.
         """
         from ..quant.calibrate import tied_tensors
@@ -192,23 +238,33 @@ class SensitivityModel:
         return fm
 
     def simulated_sqnr(self, bits: dict) -> float:
-        """Output SQNR (dB) of the bit-accurate simulator for these widths, on the calibration data."""
-        from ..sim import simulate, sqnr_db
+        """Output SQNR (dB) of the bit-accurate simulator for these widths, on the calibration
+        data: the lowest over the graph outputs (as `sqnr`)."""
+        return self.outputs_sqnr(self.simulated_outputs(bits))
 
-        out = self._presimulated_output(bits)
-        if out is None:
-            out = simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats[self.graph.output]
-        ref = float_ref.execute(self.graph, self.calib)[self.graph.output]
-        return float(sqnr_db(ref, out))
+    def outputs_sqnr(self, outs: list[np.ndarray]) -> float:
+        """The lowest SQNR (dB) of `outs` (one array per graph output) against the float outputs."""
+        return min(self.sqnr_each(outs))
+
+    def sqnr_each(self, outs: list[np.ndarray]) -> list[float]:
+        """SQNR (dB) of each of `outs` (one array per graph output) against its float output."""
+        from ..sim import sqnr_db
+
+        return [float(sqnr_db(ref, out)) for ref, out in zip(self.float_outputs(), outs)]
 
     def simulated_output(self, bits: dict) -> np.ndarray:
-        """The bit-accurate simulator's output (as floats) for these widths, on the calibration data."""
+        """The bit-accurate simulator's first output (as floats) for these widths, on the calibration data."""
+        return self.simulated_outputs(bits)[0]
+
+    def simulated_outputs(self, bits: dict) -> list[np.ndarray]:
+        """Every graph output of the bit-accurate simulator (as floats), in the graph's order."""
         from ..sim import simulate
 
-        out = self._presimulated_output(bits)
-        if out is not None:
-            return out
-        return simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats[self.graph.output]
+        outs = self._presimulated_outputs(bits)
+        if outs is not None:
+            return outs
+        floats = simulate(self.graph, self.formats_for(bits), self.calib, keep="output").floats
+        return [floats[name] for name in self.graph.outputs]
 
     def presimulate(self, points: list[dict], executor=None) -> None:
         """Simulate these designs now, as the executor's tasks (one per design, all at once).
@@ -231,7 +287,7 @@ class SensitivityModel:
         executor.share(self)
         self._presimulated.update(zip(todo, executor.map(_worker_simulate, list(todo.values()))))
 
-    def _presimulated_output(self, bits: dict):
+    def _presimulated_outputs(self, bits: dict):
         hit = (getattr(self, "_presimulated", None) or {}).get(_bits_key(bits))
         if hit is None:
             return None
@@ -241,10 +297,15 @@ class SensitivityModel:
         return out
 
     def float_output(self) -> np.ndarray:
-        """The float model's output on the calibration data (computed once)."""
-        if getattr(self, "_float_output", None) is None:
-            self._float_output = float_ref.execute(self.graph, self.calib)[self.graph.output]
-        return self._float_output
+        """The float model's first output on the calibration data (computed once)."""
+        return self.float_outputs()[0]
+
+    def float_outputs(self) -> list[np.ndarray]:
+        """Every float graph output on the calibration data, in the graph's order (computed once)."""
+        if getattr(self, "_float_outputs", None) is None:
+            ref = float_ref.execute(self.graph, self.calib)
+            self._float_outputs = [ref[name] for name in self.graph.outputs]
+        return self._float_outputs
 
     def check_against_simulator(self, points: list[dict]) -> dict:
         """Modelled vs simulated SQNR on some points: per point and mean/max absolute error (dB)."""
@@ -263,8 +324,12 @@ class SensitivityModel:
                 "max_abs_error_db": round(float(np.max(errs)), 2) if errs else None}
 
 
+def _db(signal: float, noise: float) -> float:
+    return float("inf") if noise <= 0 else 10.0 * math.log10(signal / noise)
+
+
 # ---- parallel build: tasks for parallel.fork_map ---------------------------------------
-def _worker_noise(task) -> float:
+def _worker_noise(task) -> np.ndarray:
     model, ref, y = shared()
     return model._task_noise(ref, y, task)
 
@@ -277,7 +342,7 @@ def _worker_simulate(bits: dict):
     from ..errors import AccumulatorOverflow
 
     try:
-        return shared().simulated_output(bits), None
+        return shared().simulated_outputs(bits), None
     except AccumulatorOverflow as err:
         return None, err
 

@@ -38,7 +38,9 @@ def render_summary(result) -> str:
                          f"{bound.max_accuracy_loss}); search bound {bound.min_sqnr} dB modelled SQNR, "
                          f"simulated {v['sim_sqnr_db']:.1f} dB")
         elif v.get("passed"):
-            lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR (bound {bound.min_sqnr} dB, "
+            each = v.get("sim_sqnr_db_per_output")
+            lowest = f", the lowest of {', '.join(f'{x:.1f}' for x in each)} dB at the outputs" if each else ""
+            lines.append(f"simulator: {v['sim_sqnr_db']:.1f} dB output SQNR{lowest} (bound {bound.min_sqnr} dB, "
                          f"model said {best.fidelity:.1f} dB)")
         fc = result.checks.fidelity_check or {}
         if fc.get("mean_abs_error_db") is not None:

@@ -14,9 +14,10 @@ def choose(result, sensitivity, labels=None, executor=None) -> None:
     """Set result.best (and, with precision, result.formats and result.checks); notes on failure.
 
     Without precision the best feasible design is taken as is. With precision, the first
-    of the VERIFY_CANDIDATES best that the simulator confirms: output SQNR at least the
-    bound or, with an accuracy bound, simulated top-1 accuracy on the labelled inputs within
-    `max_accuracy_loss` points of the float model's. With `executor` the candidates and the
+    of the VERIFY_CANDIDATES best that the simulator confirms: output SQNR (the lowest over
+    the graph outputs) at least the bound or, with an accuracy bound, simulated top-1
+    accuracy (of the first output) on the labelled inputs within `max_accuracy_loss` points
+    of the float model's. With `executor` the candidates and the
     fidelity-check points are simulated at once, as its tasks (the same choice and checks).
     """
     feasible = sorted((e for e in result.history if e.feasible), key=Evaluation.key)
@@ -31,7 +32,6 @@ def choose(result, sensitivity, labels=None, executor=None) -> None:
         result.notes.append("the fidelity function given has no simulator: the design is not verified")
         return
     from ..errors import AccumulatorOverflow
-    from ..sim import sqnr_db
 
     bound, checks = result.bound, result.checks
     by_accuracy = bound.max_accuracy_loss is not None
@@ -42,17 +42,18 @@ def choose(result, sensitivity, labels=None, executor=None) -> None:
     tried = []
     for cand in feasible[:VERIFY_CANDIDATES]:
         try:
-            if by_accuracy:
-                out = sensitivity.simulated_output(cand.bits)
-                sim = float(sqnr_db(sensitivity.float_output(), out))
-            else:
-                sim = sensitivity.simulated_sqnr(cand.bits)
+            outs = sensitivity.simulated_outputs(cand.bits)
         except AccumulatorOverflow as err:
             tried.append({"evaluation": cand.index + 1, "error": str(err)})
             continue
+        per_output = sensitivity.sqnr_each(outs)
+        sim = min(per_output)  # every output must meet the bound
         row = {"evaluation": cand.index + 1, "model_db": round(cand.fidelity, 2), "sim_db": round(sim, 2)}
+        if len(per_output) > 1:
+            row["model_db_per_output"] = [round(v, 2) for v in sensitivity.sqnr_per_output(cand.bits)]
+            row["sim_db_per_output"] = [round(v, 2) for v in per_output]
         if by_accuracy:
-            acc = top1_accuracy(out, labels)
+            acc = top1_accuracy(outs[0], labels)  # the first output: the class vector
             row.update(fixed_accuracy=round(acc, 3), loss_pct=round(float_acc - acc, 3))
             ok = float_acc - acc <= bound.max_accuracy_loss
         else:
@@ -62,6 +63,8 @@ def choose(result, sensitivity, labels=None, executor=None) -> None:
             result.best = cand
             result.formats = sensitivity.formats_for(cand.bits)
             checks.verification = {"passed": True, "sim_sqnr_db": round(sim, 2), "tried": tried}
+            if "sim_db_per_output" in row:
+                checks.verification["sim_sqnr_db_per_output"] = row["sim_db_per_output"]
             if by_accuracy:
                 checks.verification.update(float_accuracy=round(float_acc, 3), fixed_accuracy=row["fixed_accuracy"],
                                            accuracy_loss_pct=row["loss_pct"], samples=int(len(labels)))

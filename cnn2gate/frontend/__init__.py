@@ -64,6 +64,7 @@ def _convert(model: onnx.ModelProto, source: str, input_shape, fallback_name: st
     source_opset = _prepare.default_opset(model)
     model = _prepare.prepare(model, source, input_shape, path)
     inp, _ = _prepare.single_io(model, source)
+    graph_problems = _prepare.output_problems(model)
     g = wgraph.from_model(model, source, inp.name)
     checks.check_weights(g)
     # Folding turns shape arithmetic into constants, which lets inference find more static
@@ -79,7 +80,7 @@ def _convert(model: onnx.ModelProto, source: str, input_shape, fallback_name: st
     g.name = model.graph.name or fallback_name
     checks.check_shapes(g)
     run_stage(g, STAGE2)
-    graph = lower(g)
+    graph = lower(g, graph_problems)
     checks.check_layer_values(graph, source)
     graph.meta["opset"] = g.opset
     graph.meta["source_opset"] = source_opset

@@ -40,6 +40,7 @@ class Lowering:
         self.errors: list[tuple[Node, str]] = []
         self.src: dict[str, tuple[str | None, tuple | None]] = {}
         self.softmax = False
+        self._features: set[str] | None = None
 
     # -- helpers -----------------------------------------------------------
     def input_of(self, n: Node, i: int = 0) -> tuple[str, tuple]:
@@ -79,6 +80,13 @@ class Lowering:
     def alias(self, n: Node, i: int = 0) -> None:
         self.src[n.outputs[0]] = self.input_of(n, i)
 
+    def is_feature(self, t: str) -> bool:
+        """True when tensor t carries image data (derived from the graph input other than through
+        its shape), so that an op on it is a layer, not shape arithmetic."""
+        if self._features is None:
+            self._features = _feature_tensors(self.g)
+        return t in self._features
+
     def const(self, n: Node, i: int):
         """Input i of n as a constant array (None when it is not one)."""
         return const_of(self.g, n, i)
@@ -103,7 +111,7 @@ class Lowering:
 
     def unsqueeze(self, n: Node) -> None:
         if not self._gate_vector(n):
-            raise Unsupported(_why_unknown(self.g, n))
+            raise Unsupported(_why_unknown(self.g, n, self))
         self.alias(n)
 
     def _gate_vector(self, n: Node) -> bool:
@@ -155,8 +163,17 @@ class Lowering:
             raise Unsupported(f"custom domain {n.domain!r} is not supported")
         handler = self.HANDLERS.get(n.op)
         if handler is None:
-            raise Unsupported(_why_unknown(self.g, n))
+            raise Unsupported(_why_unknown(self.g, n, self))
         handler(self, n)
+
+    def check_made(self, made: int) -> None:
+        """Refuse, as this node's error, layers the generated architecture cannot run (`Op.check`):
+        every command refuses them at load time, not only `compile`."""
+        why = [w.removeprefix(f"layer {layer.name}: ") for layer in self.layers[made:]
+               if (w := ops.op_for(layer).check(layer))]
+        if why:
+            del self.layers[made:]
+            raise Unsupported("; ".join(why))
 
     def run(self) -> None:
         g = self.g
@@ -164,7 +181,9 @@ class Lowering:
         self.src[g.input] = (GRAPH_INPUT, tuple(shape[1:]))
         for n in toposort(g):
             try:
+                made = len(self.layers)
                 self.lower_node(n)
+                self.check_made(made)
             except Unsupported as err:
                 self.errors.append((n, str(err)))
                 for o in n.outputs:
@@ -175,8 +194,35 @@ class Lowering:
                     self.src[o] = (None, None)
 
 
-def _why_unknown(g: WGraph, n: Node) -> str:
+def _feature_tensors(g: WGraph) -> set[str]:
+    """Tensors computed from the graph input's values (not only from its shape)."""
+    found, changed = {g.input}, True
+    while changed:
+        changed = False
+        for n in g.nodes:
+            if n.op in ("Shape", "Size") or not any(t in found for t in n.inputs):
+                continue
+            new = [o for o in n.outputs if o and o not in found]
+            if new:
+                found.update(new)
+                changed = True
+    return found
+
+
+def _not_a_layer(g: WGraph, n: Node) -> str:
+    """Why a shape-style op (Gather, Slice, Unsqueeze, ...) reading image data is not a layer."""
+    shape = g.shape(n.inputs[0])
+    what = "a feature map" if shape is not None and len(shape) == 4 else "image data"
+    shown = "" if shape is None else f" of shape {tuple(shape)}"
+    why = (" (feature maps can be sliced only along channels, with Split or a Slice of step 1)"
+           if n.op in ("Gather", "Slice") else "")
+    return f"{n.op} of {what}{shown} is not supported{why}"
+
+
+def _why_unknown(g: WGraph, n: Node, low: "Lowering | None" = None) -> str:
     if n.op in ("Shape", "Gather", "Unsqueeze", "Slice", "ConstantOfShape", "Range", "Cast", "Constant"):
+        if low is not None and n.inputs and n.op != "Shape" and low.is_feature(n.inputs[0]):
+            return _not_a_layer(g, n)
         return "shape computation that does not reduce to a constant"
     if n.op == "BatchNormalization":
         return "BatchNormalization needs constant statistics and inference mode"
@@ -204,12 +250,22 @@ def toposort(g: WGraph) -> list[Node]:
     return order
 
 
-def _format_errors(g: WGraph, errors: list[tuple[Node, str]]) -> str:
-    lines = [f"{g.source}: {len(errors)} unsupported node{'s' if len(errors) != 1 else ''}:"]
-    for n, why in errors:
-        names = [s for s in n.sources if s] or ["<unnamed>"]
-        lines.append(f"  - {', '.join(repr(s) for s in names)} ({n.op}): {why}")
-    lines.append("supported ONNX ops: " + ", ".join(SUPPORTED_OPS))
+def _format_errors(g: WGraph, errors: list[tuple[Node, str]], problems: list[str]) -> str:
+    """One message for every unsupported node and every graph-level problem."""
+    if not errors and len(problems) == 1:
+        return f"{g.source}: {problems[0]}"
+    lines = []
+    if errors:
+        lines.append(f"{g.source}: {len(errors)} unsupported node{'s' if len(errors) != 1 else ''}:")
+        for n, why in errors:
+            names = [s for s in n.sources if s] or ["<unnamed>"]
+            lines.append(f"  - {', '.join(repr(s) for s in names)} ({n.op}): {why}")
+    if problems:
+        head = f"{len(problems)} graph problem{'s' if len(problems) != 1 else ''}:"
+        lines.append(f"and {head}" if errors else f"{g.source}: {head}")
+        lines += [f"  - {p}" for p in problems]
+    if errors:
+        lines.append("supported ONNX ops: " + ", ".join(SUPPORTED_OPS))
     return "\n".join(lines)
 
 
@@ -223,20 +279,25 @@ def _declared_output(onnx_shape, ir_shape) -> tuple[int, ...] | None:
     return declared
 
 
-def lower(g: WGraph) -> Graph:
+def lower(g: WGraph, problems=()) -> Graph:
+    """The IR graph of `g`; ModelError listing every unsupported node together with the graph-level
+    `problems` (and those found here), so that no check hides another."""
     low = Lowering(g)
     low.run()
-    if low.errors:
-        raise ModelError(_format_errors(g, low.errors))
+    problems = list(problems)
     out_layers = []
     for out in g.outputs:
         out_layer, _ = low.src.get(out, (None, None))
         if out_layer is None or out_layer == GRAPH_INPUT:
-            raise ModelError(f"{g.source}: the graph output {out!r} is not computed by any supported layer")
+            if not low.errors:  # otherwise a failed node explains it
+                problems.append(f"the graph output {out!r} is not computed by any supported layer")
+            continue
         if out_layer in out_layers:
-            raise ModelError(f"{g.source}: graph outputs {g.outputs[out_layers.index(out_layer)]!r} and {out!r} are "
-                             "the same tensor")
+            problems.append(f"graph outputs {g.outputs[out_layers.index(out_layer)]!r} and {out!r} are the same tensor")
+            continue
         out_layers.append(out_layer)
+    if low.errors or problems:
+        raise ModelError(_format_errors(g, low.errors, problems))
     graph = Graph(name=sanitize(g.name, "model"), input_shape=tuple(g.shapes[g.input][1:]), layers=low.layers,
                   output=out_layers[0], softmax=low.softmax, input_source=g.input, meta=dict(g.meta),
                   input_layout=g.meta.get("input_layout", "NCHW"), outputs=out_layers)
@@ -250,4 +311,8 @@ def lower(g: WGraph) -> Graph:
         graph = add_view_copies(graph)  # a tensor in several addressed buffers (docs/frontend.md)
     except ValueError as err:
         raise ModelError(f"{g.source}: internal inconsistency after conversion: {err}") from err
+    if not any(ops.op_for(layer).kernels for layer in graph.layers):
+        kinds = ", ".join(sorted({layer.kind for layer in graph.layers}))
+        raise ModelError(f"{g.source}: no layer runs on the device (the model's layers, {kinds}, are all done by "
+                         "addressing), so there is nothing to compile")
     return graph

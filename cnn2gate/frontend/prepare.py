@@ -49,8 +49,9 @@ def upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         return model
     if opset < 7:
         _align_legacy_broadcast(model)
+    linear = _old_linear_resizes(model, opset)
     try:
-        return version_converter.convert_version(model, CANONICAL_OPSET)
+        return _keep_asymmetric(version_converter.convert_version(model, CANONICAL_OPSET), linear)
     except Exception:  # noqa: BLE001 - old adapters need shapes; retry one opset at a time below
         pass
     # Adapters of the oldest opsets read input shapes, and the ops of opsets < 6 have no shape
@@ -62,6 +63,26 @@ def upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         except Exception as err:  # noqa: BLE001 - the converter raises bare RuntimeErrors and others
             raise ModelError(f"{source}: cannot convert opset {opset} to {CANONICAL_OPSET}: "
                              f"{_failing_nodes(step, target)}: {_first_line(err)}") from err
+    return _keep_asymmetric(model, linear)
+
+
+def _old_linear_resizes(model: onnx.ModelProto, opset: int) -> set[str]:
+    """Outputs of the linear Upsample/Resize nodes of an opset < 11, whose coordinates are asymmetric."""
+    if opset >= 11:
+        return set()
+    modes = {"linear", "bilinear"}
+    return {n.output[0] for n in model.graph.node if n.op_type in ("Upsample", "Resize") and any(
+        a.name == "mode" and a.s.decode() in modes for a in n.attribute)}
+
+
+def _keep_asymmetric(model: onnx.ModelProto, outputs: set[str]) -> onnx.ModelProto:
+    """The converter's Resize-11 takes the default half_pixel coordinates; an older linear
+    Upsample/Resize meant asymmetric ones: say so on the converted node."""
+    for n in model.graph.node:
+        if n.op_type == "Resize" and n.output[0] in outputs:
+            kept = [a for a in n.attribute if a.name != "coordinate_transformation_mode"]
+            del n.attribute[:]
+            n.attribute.extend(kept + [onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric")])
     return model
 
 
@@ -179,14 +200,21 @@ def single_io(model: onnx.ModelProto, source: str) -> tuple[onnx.ValueInfoProto,
     outputs = list(model.graph.output)
     if not outputs:
         raise ModelError(f"{source}: the graph declares no output")
+    return inputs[0], outputs
+
+
+def output_problems(model: onnx.ModelProto) -> list[str]:
+    """Why the graph outputs cannot be results as they are (empty: they can). Reported together
+    with the unsupported nodes (frontend/lower.py), so neither hides the other."""
+    outputs = list(model.graph.output)
+    problems = []
     if len(outputs) > 1:  # several results (detector heads), never a tensor that other nodes read too
         for o in outputs:
             readers = [n.name or n.op_type for n in model.graph.node if o.name in n.input]
             if readers:
-                raise ModelError(f"{source}: graph output {o.name!r} is also read by {', '.join(map(repr, readers))}; "
-                                 "with several graph outputs each must be a final result (or give exactly one graph "
-                                 "output)")
-    return inputs[0], outputs
+                problems.append(f"graph output {o.name!r} is also read by {', '.join(map(repr, readers))}; with "
+                                "several graph outputs each must be a final result (or give exactly one graph output)")
+    return problems
 
 
 def leads_to_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:

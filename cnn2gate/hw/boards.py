@@ -25,7 +25,7 @@ _REQUIRED = {
     "mults_per_dsp": dict, "ram_blocks": int, "ram_block_bits": int, "bsp_overhead": dict,
     "mem_bandwidth_gbs": (int, float), "fmax_mhz": (int, float), "bsp": str, "sources": dict, "defaults": dict,
 }
-_OPTIONAL = {"dot_mults_per_dsp": dict}
+_OPTIONAL = {"dot_mults_per_dsp": dict, "pair_products_per_dsp": int, "mem_capacity_gib": (int, float)}
 _OVERHEAD_KEYS = ("alms", "ram_blocks", "dsp_blocks")
 _DEFAULT_KEYS = ("vec_size", "lane_num", "conv_gp_size_x")
 #: figures that must carry a citation under [sources]
@@ -53,6 +53,11 @@ class Board:
     bsp: str
     sources: Mapping[str, str]
     defaults: Mapping[str, int]
+    # products per DSP block when two narrow-weight products share each multiplier
+    # (hw/packing.py); 0 in a file without the key: packing gains nothing
+    pair_products_per_dsp: int = 0
+    # external memory the kernels' buffers can use, GiB; 0 in a file without the key: not checked
+    mem_capacity_gib: float = 0.0
     path: str = field(default="", compare=False)
 
     @property
@@ -63,6 +68,10 @@ class Board:
     def dot_packing(self, bits: int) -> int:
         """Multipliers of `bits` x `bits` per DSP block in a compiled multiply-add tree."""
         return _per_width(self.dot_mults_per_dsp, bits, self.name)
+
+    def pair_packing(self) -> int:
+        """Products per DSP block of a packed multiply-add tree (two per 18-bit multiplier)."""
+        return self.pair_products_per_dsp or self.dot_packing(8)
 
     def native_packing(self, bits: int) -> int:
         return _per_width(self.mults_per_dsp, bits, self.name)
@@ -77,9 +86,11 @@ class Board:
             "registers": self.registers, "dsp_blocks": self.dsp_blocks,
             "mults_per_dsp": {str(k): v for k, v in self.mults_per_dsp.items()},
             "dot_mults_per_dsp": {str(k): v for k, v in self.dot_mults_per_dsp.items()},
+            "pair_products_per_dsp": self.pair_packing(),
             "ram_blocks": self.ram_blocks, "ram_block_bits": self.ram_block_bits,
             "bsp_overhead": dict(self.bsp_overhead), "mem_bandwidth_gbs": self.mem_bandwidth_gbs,
             "fmax_mhz": self.fmax_mhz, "bsp": self.bsp, "defaults": dict(self.defaults),
+            "mem_capacity_gib": self.mem_capacity_gib or None,
             "sources": dict(self.sources), "estimated": list(self.estimated),
         }
 
@@ -171,6 +182,18 @@ def _parse(path: Path) -> Board:
     for k in _CITED:
         if not isinstance(sources.get(k), str) or not sources[k].strip():
             raise bad(f"sources.{k}", "every figure needs a citation (start it with 'estimate' if it is one)")
+    if "pair_products_per_dsp" in data:
+        pair, cite = data["pair_products_per_dsp"], sources.get("pair_products_per_dsp")
+        if pair < 1:
+            raise bad("pair_products_per_dsp", f"must be positive, got {pair}")
+        if not isinstance(cite, str) or not cite.strip():
+            raise bad("sources.pair_products_per_dsp",
+                      "every figure needs a citation (start it with 'estimate' if it is one)")
+    if "mem_capacity_gib" in data:
+        if not data["mem_capacity_gib"] > 0:
+            raise bad("mem_capacity_gib", f"must be positive, got {data['mem_capacity_gib']}")
+        if not isinstance(sources.get("mem_capacity_gib"), str) or not sources["mem_capacity_gib"].strip():
+            raise bad("sources.mem_capacity_gib", "every figure needs a citation (start it with 'estimate' if it is one)")
     stray = sorted(set(sources) - set(data) - {"dot_mults_per_dsp"})
     if stray:
         raise bad(f"sources.{stray[0]}", "cites a key the board file does not have")
@@ -182,7 +205,9 @@ def _parse(path: Path) -> Board:
         ram_blocks=data["ram_blocks"], ram_block_bits=data["ram_block_bits"],
         bsp_overhead=MappingProxyType(dict(overhead)), mem_bandwidth_gbs=float(data["mem_bandwidth_gbs"]),
         fmax_mhz=float(data["fmax_mhz"]), bsp=data["bsp"], sources=MappingProxyType(dict(sources)),
-        defaults=MappingProxyType(dict(defaults)), path=str(path),
+        defaults=MappingProxyType(dict(defaults)), pair_products_per_dsp=data.get("pair_products_per_dsp", 0),
+        mem_capacity_gib=float(data.get("mem_capacity_gib", 0.0)),
+        path=str(path),
     )
 
 

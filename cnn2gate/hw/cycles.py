@@ -57,6 +57,11 @@ def load(vectors: float, vector_bytes: float, bpc: float) -> float:
     return max(vectors, vectors * vector_bytes / bpc) + LOAD_LATENCY_CYCLES
 
 
+def fill(vectors: float, vector_bytes: float, bpc: float) -> float:
+    """Cycles of a load that overlaps other work (no exposed start-up latency)."""
+    return max(vectors, vectors * vector_bytes / bpc)
+
+
 def bound(compute: float, busy: float) -> str:
     return "memory" if busy - compute > compute else "compute"
 

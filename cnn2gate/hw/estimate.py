@@ -9,9 +9,10 @@ from ..ops.lowering import lower
 from .arch import GENERATED, Arch
 from .boards import Board, load_board
 from .config import HwConfig, check_config, default_config, load_config
-from .latency import DRAM_EFFICIENCY, LayerCost, layer_costs
+from .latency import DRAM_EFFICIENCY, LayerCost, cost_context, layer_costs
+from .memory import Footprint, footprint
 from .resources import Resources, estimate_resources
-from .widths import DataWidths, widths_from_formats
+from .widths import DataWidths, resolve_accumulator, widths_from_formats
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,17 @@ class Estimate:
     resources: Resources
     margin: float
     arch: str = "generated"
+    memory: Footprint | None = None  # external-memory footprint against the board's capacity
 
     @property
     def fits(self) -> bool:
-        return self.resources.fits(self.margin)
+        """The resources fit (with the margin) and the buffers fit the board's external memory."""
+        return self.resources.fits(self.margin) and (self.memory is None or self.memory.fits)
+
+    def over(self) -> list[str]:
+        """What does not fit: resource names, and "external memory"."""
+        return self.resources.over(self.margin) + ([] if self.memory is None or self.memory.fits
+                                                  else ["external memory"])
 
     @property
     def total_cycles(self) -> float:
@@ -80,9 +88,21 @@ class Estimate:
             "gops": round(self.gops, 3),
             "roofline": {"peak_gops": round(self.peak_gops, 3), "bandwidth_gbs": round(self.bandwidth_gbs, 3)},
             "resources": self.resources.to_dict(),
+            "dsp_packing": self.resources.dsp_packing,
+            "memory": None if self.memory is None else self.memory.to_dict(),
             "margin": self.margin,
             "fits": self.fits,
         }
+
+
+def memory_refusal(est: Estimate, model: str, graph: Graph) -> str | None:
+    """Why the board's external memory cannot hold the design (None: it can); `estimate` and
+    `compile` refuse with this one message."""
+    from .memory import misfit_message
+
+    if est.memory is None or est.memory.fits:
+        return None
+    return f"{model}: {misfit_message(est.memory, est.board, est.config, graph.input_shape)}"
 
 
 def _layer(cost: LayerCost, fmax_mhz: float) -> LayerEstimate:
@@ -114,11 +134,13 @@ def estimate(graph: Graph, board: Board | str = "a10", config: HwConfig | dict |
     if check:
         check_config(graph, config)
     lowered = lower(graph)
-    widths = widths_from_formats(formats)
+    widths = resolve_accumulator(widths_from_formats(formats), lowered.layers)
     fmax = float(config.fmax_mhz or board.fmax_mhz)
     costs = layer_costs(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch)
     layers = tuple(_layer(c, fmax) for c in costs)
     total_ms = sum(layer.ms for layer in layers)
     gops = 2.0 * lowered.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
     resources = estimate_resources(lowered, config, widths, board, arch)
-    return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name)
+    memory = footprint(graph, lowered, cost_context(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch),
+                       board)
+    return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name, memory)

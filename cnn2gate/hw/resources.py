@@ -17,6 +17,7 @@ from .. import ops
 from ..ops.lowering import BufferSizes, buffer_sizes, kernel_groups
 from .arch import Arch
 from .boards import Board
+from .packing import DspPacking, chain_packing
 from .widths import DataWidths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +48,16 @@ RAM_BITS_PER_NARROW_LSU = 10 * 1024
 #: FIFOs and replicated weight-bank ports). FITTED to #37 and #56 (two equations, two unknowns).
 RAM_BITS_PER_LSU = 133 * 1024
 RAM_BITS_PER_LANE = 197 * 1024
+#: DSP packing (hw/packing.py), assumptions: splitting a packed sum takes two adders of
+#: `shift` bits (ALM_PER_SPLIT_BIT ALMs per bit of shift); combining a weight pair takes
+#: one adder over the upper weight (ALM_PER_COMBINE_BIT per weight bit).
+ALM_PER_SPLIT_BIT = 1.0
+ALM_PER_COMBINE_BIT = 0.5
+#: The 64-bit accumulator (docs/fixed-point.md), ASSUMED: the dot-product adds run at the
+#: accumulator's width (ALM_PER_MAC prices 32-bit adds), and every accumulator register
+#: and adder grows by the extra bits at two bits per ALM (two full adders per ALM). The
+#: hard 64-bit accumulators of the DSP blocks (Arria 10 and later) are not counted on.
+ALM_PER_ACC_BIT = 0.5
 
 #: M20K/M10K port widths (bits) the compiler can configure
 _RAM_WIDTHS = (40, 20, 10, 5, 2, 1)
@@ -71,6 +82,7 @@ class Resources:
     bsp: dict
     available: dict
     buffers: BufferSizes
+    dsp_packing: dict | None = None  # how conv_core's multipliers are counted (dsp_packing_facts)
 
     @property
     def used(self) -> dict:
@@ -120,6 +132,7 @@ class ResourceContext:
     board: Board
     arch: Arch
     buffers: BufferSizes
+    dsp_pack: DspPacking | None = None  # conv_core's packing (None: one product per multiply)
 
     @property
     def v(self) -> int:
@@ -149,6 +162,28 @@ class ResourceContext:
     def control(self) -> int:
         return CONTROL_DSP[DSP_ARCH.get(self.board.family, "18x19")]
 
+    @property
+    def acc_scale(self) -> float:
+        """Width of the dot-product adds relative to the 32 bits ALM_PER_MAC prices."""
+        return (self.widths.acc_bits or 32) / 32.0
+
+    def acc_alm(self, accumulators: int) -> float:
+        """ALMs `accumulators` accumulators grow by beyond 32 bits (0 for a 32-bit design)."""
+        return ALM_PER_ACC_BIT * ((self.widths.acc_bits or 32) - 32) * accumulators
+
+    def mac_array(self, v: int, lanes: int) -> tuple[int, float]:
+        """DSP blocks and ALMs (adder trees, splits) of `lanes` V-wide dot products that share
+        each input: with packing, lanes 2q and 2q+1 share every multiplier (an odd last lane
+        does not) and the board's `pair_products_per_dsp` prices them."""
+        p = self.dsp_pack
+        if p is None:
+            return -(-v * lanes // self.pack), ALM_PER_MAC * self.scale * v * lanes
+        pairs, single = divmod(lanes, 2)
+        dsp = -(-(2 * v * pairs * self.pack + v * single * self.board.pair_packing())
+                // (self.board.pair_packing() * self.pack))
+        split = ALM_PER_SPLIT_BIT * p.shift * (v // p.group) + ALM_PER_COMBINE_BIT * p.w_bits * v
+        return dsp, ALM_PER_MAC * self.scale * v * (pairs + single) + split * pairs
+
     def block(self, op, kernel: str, alm: float = 0.0, ram: int = 0, dsp: int = 0) -> dict:
         """A kernel's resources: its own logic plus the price of its memory ports."""
         wide, narrow = op.ports(kernel, self.arch, self.v, self.lanes, self.buffers)
@@ -159,11 +194,25 @@ class ResourceContext:
 
 def estimate_resources(lowered, c: HwConfig, w: DataWidths, board: Board, arch: Arch) -> Resources:
     """Every kernel the design contains (ops.lowering.design_kernels), priced by its operator."""
-    ctx = ResourceContext(c, w, board, arch, buffer_sizes(lowered, c, arch))
+    ctx = ResourceContext(c, w, board, arch, buffer_sizes(lowered, c, arch),
+                          chain_packing(lowered, w, c.vec_size, c.lane_num))
     k = {}
     for op, layers in kernel_groups(lowered, arch):
         k.update(op.kernel_resources(layers, ctx))
     bsp = {"dsp": board.bsp_overhead["dsp_blocks"], "alm": board.bsp_overhead["alms"],
            "ram_blocks": board.bsp_overhead["ram_blocks"]}
     available = {"dsp": board.dsp_blocks, "alm": board.alms, "ram_blocks": board.ram_blocks}
-    return Resources(k, bsp, available, ctx.buffers)
+    return Resources(k, bsp, available, ctx.buffers, dsp_packing_facts(board, ctx.dsp_pack, w.mult_bits))
+
+
+def dsp_packing_facts(board: Board, pack: DspPacking | None, bits: int) -> dict:
+    """conv_core's multiply mode, the board figure that prices it and whether that figure
+    is an estimate (a citation starting with "estimate", or none at all)."""
+    key = "pair_products_per_dsp" if pack is not None else "dot_mults_per_dsp"
+    products = board.pair_packing() if pack is not None else board.dot_packing(bits)
+    source = board.sources.get(key, "")
+    facts = {"mode": "pair" if pack is not None else "none", "products_per_dsp": products,
+             "figure": key, "estimate": not source or key in board.estimated, "source": source}
+    if pack is not None:
+        facts.update(pack.to_dict())
+    return facts

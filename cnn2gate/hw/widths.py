@@ -6,10 +6,15 @@ format is at most 8 bits, else `short`. Multipliers are data_t x data_t and ever
 tensor in external memory takes sizeof(data_t) bytes per element, except weights
 when they are packed (docs/generated-project.md): then every layer's weights are
 `bits`-bit fields of little-endian 32-bit words, 32 // bits fields per word.
+
+The multiply-accumulate kernels' accumulator is 32 bits where every layer's worst case fits
+int32, else 64 (docs/fixed-point.md). From a quantized graph that is exact
+(QuantizedGraph.acc_bits); from bit widths alone it is estimated with every weight and
+input at full scale (`resolve_accumulator`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ..errors import FormatsError
@@ -34,6 +39,7 @@ class DataWidths:
     w_bits: int = DEFAULT_BITS
     a_bits: int = DEFAULT_BITS
     layer_w_bits: tuple[tuple[str, int], ...] = ()  # (layer, weight bits) where the formats give them
+    acc_bits: int | None = None  # 32 or 64; None: not known yet (resolve_accumulator)
 
     def __post_init__(self) -> None:
         if max(self.w_bits, self.a_bits) > 16:
@@ -67,6 +73,26 @@ class DataWidths:
         return blocks * per_block * self.data_bytes
 
 
+#: narrow and wide accumulator (the same numbers as cnn2gate.quant.fixedpoint, which the
+#: hardware model does not import)
+NARROW_ACC_BITS, WIDE_ACC_BITS = 32, 64
+
+
+def resolve_accumulator(widths: DataWidths, kernel_layers) -> DataWidths:
+    """`widths` with its accumulator decided: kept when known, else 64 bits if any
+    multiply-accumulate layer could pass int32 with every weight and input at full scale
+    (|acc| <= K 2^(w-1) 2^(a-1) plus a bias as large again), else 32."""
+    if widths.acc_bits is not None:
+        return widths
+    need = 0
+    for k in kernel_layers:
+        if not k.op.precision_knob or not k.out_elems:  # a multiply-accumulate layer
+            continue
+        per_out = max(1, k.macs // k.out_elems)  # products per output element
+        need = max(need, (widths.weight_bits(k.name) - 1) + (widths.a_bits - 1) + (per_out - 1).bit_length() + 1)
+    return replace(widths, acc_bits=NARROW_ACC_BITS if need <= NARROW_ACC_BITS - 1 else WIDE_ACC_BITS)
+
+
 def _bits(entry: Any, attr: str, flat: str) -> int | None:
     """`entry.<attr>.bits` (formats object) or `entry[flat]` (formats JSON dict)."""
     if isinstance(entry, Mapping):
@@ -84,11 +110,14 @@ def _bits(entry: Any, attr: str, flat: str) -> int | None:
 def widths_from_formats(formats: Any | None) -> DataWidths:
     """Datapath widths from a formats object (`.input.bits`, `.layers[n].weight.bits`,
     `.layers[n].out.bits`), a formats JSON dict, or a bare {layer: {"w_bits", "a_bits"}}
-    mapping; None means 8-bit everywhere."""
+    mapping, or a quantized graph (`.formats` and its exact `.acc_bits`); None means 8-bit
+    everywhere."""
     if formats is None:
         return DataWidths()
     if isinstance(formats, DataWidths):
         return formats
+    if hasattr(formats, "acc_bits") and hasattr(formats, "formats"):  # a QuantizedGraph
+        return replace(widths_from_formats(formats.formats), acc_bits=formats.acc_bits)
     if isinstance(formats, Mapping) and "layers" not in formats and "input" not in formats:
         layers, in_bits = formats, None  # the explorer's {layer: {"w_bits", "a_bits"}}
     elif isinstance(formats, Mapping):

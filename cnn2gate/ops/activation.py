@@ -135,6 +135,11 @@ class ActivationOp(Op):
     layer_type = Activation
     onnx_types = ("Relu", "LeakyRelu", "Clip", *_ONNX_FNS)
     internal_types = tuple(_INTERNAL_FNS)
+    patterns = {"Silu": "Mul(x, Sigmoid(x))", "XHardSigmoid": "Mul(x, HardSigmoid(x)) (hard-swish)"}
+    limits = (f"relu, relu6 (Clip 0..6), leaky: fused into the producer or standalone; "
+              f"{', '.join(TABLE_FNS)}: standalone, a {ACT_LUT_SIZE}-entry table")
+    emulator_tests = ("tests/test_emulate.py::test_standalone_activations_bit_exact",
+                      "tests/test_activation_tables.py::test_table_activations_bit_exact_in_emulator")
     kernels = ("act",)
     host_kind = "KIND_ACT"
 

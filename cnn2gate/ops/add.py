@@ -39,6 +39,10 @@ class AddOp(Op):
     name = "add"
     layer_type = Add
     onnx_types = ("Add", "Sub", "Div")  # Mul of two feature maps: ops/mul.py
+    patterns = {"Add": "Sum of two or more maps"}
+    limits = (f"two or more maps of one shape (no broadcasting), at most {ADD_MAX_INPUTS} per layer; Sub/Div only "
+              "by a constant (folded)")
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
     fusing_types = ("Add",)
     kernels = ("eltwise",)
     host_kind = "KIND_ADD"

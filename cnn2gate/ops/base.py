@@ -131,6 +131,15 @@ class Op:
     batched: ClassVar[bool] = False
     #: its kernels read weights packed at the layer's width when the design packs (hw/widths.py)
     packs_weights: ClassVar[bool] = False
+    # -- what the support matrix says (scripts/support_matrix.py -> docs/support-matrix.md) --
+    #: ONNX forms the front end rewrites into a node this op builds from: {node type: the ONNX
+    #: form}; every `internal_types` entry needs one (tests/test_support_matrix.py)
+    patterns: ClassVar[dict[str, str]] = {}
+    #: what the op accepts, in a few words (the full rules: docs/frontend.md)
+    limits: ClassVar[str] = ""
+    #: emulator tests that run this op bit-exact, "tests/<file>.py::<test>"; each must exist,
+    #: be marked `emulator` and name the op (tests/test_support_matrix.py)
+    emulator_tests: ClassVar[tuple[str, ...]] = ()
 
     def matches(self, layer: Layer) -> bool:
         return type(layer) is self.layer_type
@@ -197,7 +206,8 @@ class Op:
         return {}
 
     def device_arrays(self, q: "QLayer", k: KernelLayer, hw) -> dict[str, np.ndarray]:
-        """Weights ("w", data_t), biases ("b", int32) and tables ("lut", int32) in device layout."""
+        """Weights ("w", data_t), biases ("b", int64 values written at the accumulator's width)
+        and tables ("lut", int32) in device layout."""
         return {}
 
     def weight_blocks(self, k: KernelLayer, hw) -> tuple[int, int]:

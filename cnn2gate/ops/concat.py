@@ -35,7 +35,10 @@ class ConcatOp(Op):
     name = "concat"
     layer_type = Concat
     onnx_types = ("Concat",)
-    fusing_types = ("Concat",)
+    limits = "feature maps along channels; by addressing (no kernel), no activation"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
+    # no fusing_types: done by addressing, a concat cannot apply an activation (a following
+    # Relu stays a standalone act layer)
     host_kind = "KIND_CONCAT"
 
     def from_onnx(self, lw, n) -> None:
@@ -64,6 +67,9 @@ class ConcatOp(Op):
         q.shift = 0
 
     # -- hardware ----------------------------------------------------------------------
+    def check(self, layer) -> str | None:
+        return f"layer {layer.name}: a concat cannot carry an activation" if layer.act != "none" else None
+
     def views(self, layer, graph) -> list[tuple[str, int]]:
         """(input, channel offset in this layer's buffer) for every input: the producers
         write there directly."""

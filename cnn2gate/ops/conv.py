@@ -11,7 +11,7 @@ max pool runs in the stream). Dense layers (ops/dense.py) run on the same chain.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -22,7 +22,8 @@ from ..ir.layers import Graph, Layer, Shape, conv_out_size
 from ..ir.windows import pad_nchw, patch_matrix, patches
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, ceil_to, chw, int32
+from . import placement
+from .base import KernelLayer, Op, Unsupported, ceil_div, ceil_to, chw
 
 CHAIN = ("mem_read", "conv_core", "mem_write")
 #: images per call (the host's `n`: fc_batch or fewer for a batched layer, else 1) and the
@@ -145,16 +146,15 @@ def weighted_params(q, ins, wfmt) -> None:
     acc_frac = ins[0].frac + wfmt.frac
     q.bias, q.bias_saturated = fx.quantize_bias(layer.bias, acc_frac)
     q.shift = fx.conv_shift(ins[0].frac, wfmt.frac, q.out.frac)
-    xmax = 1 << (ins[0].bits - 1)
-    per_out = np.abs(q.weight).reshape(q.weight.shape[0], -1).sum(axis=1) * xmax + np.abs(q.bias)
-    q.acc_bound = int(per_out.max()) if per_out.size else 0
+    q.acc_bound = fx.acc_bound(q.weight, q.bias, ins[0].bits)  # exact: may pass 2^63
 
 
 # ---- device layout ------------------------------------------------------------------
 
 
 def chain_weights(w: np.ndarray, bias: np.ndarray, groups: int, vec: int, lane: int):
-    """(M, Cg, kh, kw) -> [G][MB][CV][kh][kw][L][V]; bias (M,) -> [G][MB][L]; zero-padded."""
+    """(M, Cg, kh, kw) -> [G][MB][CV][kh][kw][L][V]; bias (M,) -> [G][MB][L] (int64: the
+    project writes it at the accumulator's width); zero-padded."""
     m, cg, kh, kw = w.shape
     mg = m // groups
     mp, cp = ceil_to(mg, lane), ceil_to(cg, vec)
@@ -163,7 +163,7 @@ def chain_weights(w: np.ndarray, bias: np.ndarray, groups: int, vec: int, lane: 
     wp = wp.reshape(groups, mp // lane, lane, cp // vec, vec, kh, kw).transpose(0, 1, 3, 5, 6, 2, 4)
     bp = np.zeros((groups, mp), dtype=np.int64)
     bp[:, :mg] = np.asarray(bias, dtype=np.int64).reshape(groups, mg)
-    return np.ascontiguousarray(wp).reshape(-1), int32(bp)
+    return np.ascontiguousarray(wp).reshape(-1), bp.reshape(-1)
 
 
 def geometry_args(k: KernelLayer) -> dict[str, int]:
@@ -178,10 +178,12 @@ class ConvOp(Op):
     name = "conv"
     layer_type = Conv
     onnx_types = ("Conv",)
+    limits = "2-D; constant weights and bias; any kernel, stride, dilation, padding (explicit or auto_pad) and group"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
     fusing_types = ("Conv",)
     kernels = CHAIN
     host_kind = "KIND_CONV"
-    host_fields = ("groups", "cg", "cv", "mg", "mb_num", *GEOMETRY_FIELDS)
+    host_fields = ("groups", "cg", "cv", "mg", "mb_num", *GEOMETRY_FIELDS, "rd_vec", "wr_vec", "fold")
     precision_knob = True
     packs_weights = True
 
@@ -241,28 +243,38 @@ class ConvOp(Op):
         return KernelLayer(op=self, kind="conv", groups=layer.groups, cg=c // layer.groups, mg=m // layer.groups,
                            kh=kh, kw=kw, sy=layer.stride[0], sx=layer.stride[1], dy=layer.dilation[0],
                            dx=layer.dilation[1], pad_t=layer.pads[0], pad_l=layer.pads[1],
+                           extra=placement_extra(layer, graph),
                            **self.common(layer, graph, written_pixels=stored_pixels(layer, graph)))
 
     def host_args(self, k, q, hw) -> dict:
-        return dict(geometry_args(k), groups=k.groups, cg=k.cg, mg=k.mg, cv=ceil_div(k.cg, hw.vec_size),
-                    mb_num=ceil_div(k.mg, hw.lane_num))
+        rd, wr = vector_io(k, hw.vec_size, hw.lane_num)
+        f, fold = folded(k, hw.vec_size)  # the kernel's geometry; cg stays the real channels
+        return dict(geometry_args(f), groups=k.groups, cg=k.cg, mg=k.mg, cv=ceil_div(f.cg, hw.vec_size),
+                    mb_num=ceil_div(k.mg, hw.lane_num), rd_vec=int(rd), wr_vec=int(wr), fold=fold)
 
     def device_arrays(self, q, k, hw) -> dict:
-        w, b = chain_weights(q.weight, q.bias, k.groups, hw.vec_size, hw.lane_num)
+        w, b = chain_weights(fold_weights(q.weight, input_fold(k, hw.vec_size)), q.bias, k.groups, hw.vec_size,
+                             hw.lane_num)
         return {"w": w, "b": b}
 
     def weight_blocks(self, k, hw) -> tuple[int, int]:
         # one block per (group, lane block): mem_read loads each on its own
-        cv = ceil_div(k.cg, hw.vec_size)
-        return k.groups * ceil_div(k.mg, hw.lane_num), k.kh * k.kw * cv * hw.vec_size * hw.lane_num
+        f, _ = folded(k, hw.vec_size)
+        cv = ceil_div(f.cg, hw.vec_size)
+        return k.groups * ceil_div(k.mg, hw.lane_num), f.kh * f.kw * cv * hw.vec_size * hw.lane_num
 
     def buffer_needs(self, k, hw, arch) -> dict:
+        rd, wr = vector_io(k, hw.vec_size, hw.lane_num)
+        fold = input_fold(k, hw.vec_size) if arch.fold_narrow_input else 1
+        if fold > 1:
+            k = folded(k, hw.vec_size)[0]
         cv = ceil_div(k.cg, hw.vec_size)
         # the generated mem_read reuses the block's weight buffer for every image of a
         # batch and loads their windows one after the other: one window is enough
         batch = hw.fc_batch if self.batched and arch.batch_windows else 1
         return {"window_depth": k.kh * k.window_width(hw.conv_gp_size_x) * cv * batch,
-                "weight_depth": k.kh * k.kw * cv}
+                "weight_depth": k.kh * k.kw * cv, "scalar_read": int(not rd), "scalar_write": int(not wr),
+                "fold_max": fold, "fold_cg": k.cg // fold if fold > 1 else 0}
 
     def parallel_extent(self, k):
         return k.cg, k.mg, k.ow
@@ -275,11 +287,12 @@ class ConvOp(Op):
         buf, arch, control = ctx.buffers, ctx.arch, ctx.control
         ram = arch.window_buffers * R.ram_blocks_for(v * bits, buf.window_depth, rb)
         ram += lanes * R.ram_blocks_for(v * bits, buf.weight_depth, rb)  # one weight memory per lane
+        mac_dsp, mac_alm = ctx.mac_array(v, lanes)  # packed two lanes per multiplier when narrow
         out = {
             "mem_read": ctx.block(self, "mem_read", R.ALM_BASE / 3, ram, round(control * 2 / 3)),
-            "conv_core": ctx.block(self, "conv_core",
-                                   R.ALM_PER_MAC * ctx.scale * v * lanes + R.ALM_PER_LANE * lanes + R.ALM_BASE / 3,
-                                   -(-lanes * R.RAM_BITS_PER_LANE // rb), -(-v * lanes // ctx.pack)),
+            "conv_core": ctx.block(self, "conv_core", mac_alm * ctx.acc_scale + ctx.acc_alm(lanes)
+                                   + R.ALM_PER_LANE * lanes + R.ALM_BASE / 3,
+                                   -(-lanes * R.RAM_BITS_PER_LANE // rb), mac_dsp),
             "mem_write": ctx.block(self, "mem_write", R.ALM_BASE / 3, 0, control - round(control * 2 / 3)),
         }
         if arch.channel_depth:  # data_ch, weight_ch, out_ch FIFOs
@@ -290,24 +303,94 @@ class ConvOp(Op):
     def kernel_args(self, kernel, consts) -> list:
         return {
             "mem_read": [
-                K.IN0, K.weights_arg("wvec_t", consts), K.IN_OFF, IN_STRIDE, IMAGES,
+                K.IN0, K.weights_arg("wvec_t", consts), K.IN_OFF, K.num("in_vec", "L.rd_vec"), K.num("fold", "L.fold"),
+                IN_STRIDE, IMAGES,
                 *K.fields("in_h", "in_w", "groups", "cg", "cv", "mb_num", "out_h", "out_w", "k_h", "k_w",
                           "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"), *K.packed_width(consts),
             ],
             "conv_core": [
-                K.Arg("bias", K.INTS, "rt.biases[index]"),
+                K.bias_arg(consts),
                 K.num("blocks", "L.groups * L.mb_num"), K.num("pixels", "n * L.out_h * L.out_w"),
                 K.num("k_len", "L.cv * L.k_h * L.k_w"), *K.REQUANT,
             ],
-            "mem_write": [K.OUT_ARG, K.OUT_OFF, OUT_STRIDE, IMAGES,
+            "mem_write": [K.OUT_ARG, K.OUT_OFF, K.num("out_vec", "L.wr_vec"), OUT_STRIDE, IMAGES,
                           *K.fields("out_h", "out_w", "groups", "mg", "mb_num")],
         }[kernel]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
-        # mem_read gathers V elements, mem_write stores L; weights and bias come in wide
         if not arch.scalar_ports:
             return {"mem_read": 3, "conv_core": 0, "mem_write": 1}[kernel], 0
-        return {"mem_read": (1, v), "conv_core": (1, 0), "mem_write": (0, lanes)}[kernel]
+        # generated (templates/device/conv.cl.j2): weights, bias and one V-vector of input come
+        # in wide; mem_write stores LANE_NUM / WR_CHUNK chunks; the element-wise fallback
+        # (V gathered loads, L scattered stores) only where some layer needs it
+        scalar_rd = bool(buffers.scalar_read) if buffers is not None else True
+        scalar_wr = bool(buffers.scalar_write) if buffers is not None else True
+        fold = buffers.fold_max if buffers is not None and buffers.fold_max > 1 else 0  # FOLD_MAX tap loads
+        return {"mem_read": (2 + fold, v if scalar_rd else 0), "conv_core": (1, 0),
+                "mem_write": (lanes // write_chunk(v, lanes), lanes if scalar_wr else 0)}[kernel]
+
+
+def placement_extra(layer, graph: Graph) -> dict:
+    """Channel offsets of the input and output in their buffers and the output buffer's
+    channels (ops/placement.py), for the whole-vector decision (vector_io)."""
+    in_off, _ = placement.place(graph, layer.inputs[0])
+    out_off, out_buf_c = placement.place(graph, layer.name)
+    return {"in_c_off": in_off, "out_c_off": out_off, "out_buf_c": out_buf_c}
+
+
+def write_chunk(v: int, lanes: int) -> int:
+    """Elements per mem_write store: gcd(LANE_NUM, VEC_SIZE) (VEC_SIZE is a power of two), so a
+    chunk of channels starting at a multiple of it lies inside one V-vector, contiguous."""
+    return min(lanes & -lanes, v)
+
+
+def vector_io(k: KernelLayer, v: int, lanes: int) -> tuple[bool, bool]:
+    """Whether mem_read loads whole V-vectors and mem_write stores whole chunks for layer k
+    (docs/architecture.md "Alignment of channel views"); else the element-wise path.
+
+    Read: every group's first channel on a vector boundary; channels past the group's Cg in
+    its last vector are loaded and zeroed. Write: every chunk of WR_CHUNK lanes starts on a
+    chunk boundary, and a last partial chunk (lanes past Mg, written as zero) only covers the
+    buffer's padding channels, never another tensor's.
+    """
+    in_off = k.extra.get("in_c_off", 0)
+    out_off = k.extra.get("out_c_off", 0)
+    out_buf_c = k.extra.get("out_buf_c", k.groups * k.mg)
+    read = in_off % v == 0 and (k.groups == 1 or k.cg % v == 0)
+    s = write_chunk(v, lanes)
+    write = out_off % s == 0 and (k.mg % s == 0 or (k.groups == 1 and out_off + k.mg == out_buf_c))
+    return read, write
+
+
+def input_fold(k: KernelLayer, v: int) -> int:
+    """Kernel columns folded into one V-vector for a conv on the graph input with few channels
+    (docs/architecture.md "Narrow input layers"): `fold` taps of Cg channels share a vector,
+    so the layer streams kh·⌈kw/fold⌉ vectors per output instead of kh·kw mostly empty ones."""
+    if k.kind != "conv" or not k.reads_graph_input or k.groups != 1 or k.cg >= v or k.kw < 2:
+        return 1
+    return min(v // k.cg, k.kw)
+
+
+def folded(k: KernelLayer, v: int) -> tuple[KernelLayer, int]:
+    """Layer k as mem_read runs it: with `fold` taps per vector it is a conv over fold·Cg
+    channels with ⌈kw/fold⌉ columns fold·dx apart (fold 1: k itself)."""
+    fold = input_fold(k, v)
+    if fold == 1:
+        return k, 1
+    return replace(k, cg=fold * k.cg, kw=ceil_div(k.kw, fold), dx=fold * k.dx), fold
+
+
+def fold_weights(w: np.ndarray, fold: int) -> np.ndarray:
+    """(M, Cg, kh, kw) -> (M, fold·Cg, kh, ⌈kw/fold⌉): channel j·Cg + c of column q is tap
+    q·fold + j of channel c (zero past kw), matching mem_read's folded window."""
+    if fold == 1:
+        return w
+    m, cg, kh, kw = w.shape
+    kwf = ceil_div(kw, fold)
+    wp = np.zeros((m, cg, kh, kwf * fold), dtype=w.dtype)
+    wp[..., :kw] = w
+    wp = wp.reshape(m, cg, kh, kwf, fold).transpose(0, 4, 1, 2, 3)  # (M, fold, Cg, kh, ⌈kw/fold⌉)
+    return np.ascontiguousarray(wp).reshape(m, fold * cg, kh, kwf)
 
 
 def is_channelwise(layer: Conv) -> bool:
@@ -329,8 +412,22 @@ def stored_pixels(layer, graph: Graph) -> int:
     return oh * ow
 
 
+def merged_windows(k: KernelLayer, gp: int, wvecs: int, fill: float, images: int = 1) -> float:
+    """Iterations of mem_read's fill-and-stream steps over the windows of `images` images in
+    one sequence (after window 0's own fill): per window the longer of the next window's
+    fill and its own stream (n_x·K; the last x-group may be narrower); the last window of
+    the sequence has nothing to fill."""
+    x_groups = ceil_div(k.ow, gp)
+    streams = [min(gp, k.ow - xg * gp) * wvecs for xg in range(x_groups)]
+    row = sum(max(fill, s) for s in streams)
+    return images * k.oh * row - max(fill, streams[-1]) + streams[-1]
+
+
 def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
     c, w, bpc, arch = ctx.config, ctx.widths, ctx.bpc, ctx.arch
+    fold = 1
+    if arch.fold_narrow_input:  # the geometry mem_read runs (input_fold)
+        k, fold = folded(k, c.vec_size)
     v, lanes, gp, b = c.vec_size, c.lane_num, c.conv_gp_size_x, w.data_bytes
     cv = ceil_div(k.cg, v)
     blocks = k.groups * ceil_div(k.mg, lanes)
@@ -340,19 +437,26 @@ def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
     # a block's weights, packed at the layer's width when the design packs
     block_bytes = ctx.widths.weight_file_bytes(k.name, 1, wvecs * lanes * v, ctx.packed and k.op.packs_weights)
     weight = cycles.load(wvecs, block_bytes / wvecs, bpc)
-    window = cycles.load(k.kh * ww * cv, v * b, bpc)
+    fill_bytes = v * b * fold  # a folded window entry gathers `fold` input vectors
+    window = cycles.load(k.kh * ww * cv, fill_bytes, bpc)
     out_bytes = k.out_elems * b
     stream = max(k.oh * k.ow * wvecs, out_bytes / blocks / bpc)
     if arch.write_lane_serial:  # memWrite needs LANE_NUM cycles per stored output item
         stream = max(stream, k.written_pixels * lanes)
-    if arch.window_buffers == 1:
+    if arch.fill_in_stream:  # generated mem_read: window 0 alone, then max(next fill, stream) per window
+        # over the windows of all the call's images in one sequence: priced per call, then per image
+        per_call = max(window + merged_windows(k, gp, wvecs, cycles.fill(k.kh * ww * cv, fill_bytes, bpc), batch),
+                       batch * (windows * k.kh * ww * cv * fill_bytes + out_bytes / blocks) / bpc
+                       + cycles.LOAD_LATENCY_CYCLES)
+        per_image = per_call / batch
+    elif arch.window_buffers == 1:
         per_image = windows * window + stream
     else:  # ping-pong: only the first window of a block is exposed
         per_image = window + max(windows * (window - cycles.LOAD_LATENCY_CYCLES), stream)
     busy = blocks * (weight + batch * per_image) / batch
     compute = blocks * k.oh * k.ow * wvecs
     nbytes = (blocks * (block_bytes + 4 * lanes)) / batch \
-        + blocks * windows * k.kh * ww * cv * v * b + out_bytes
+        + blocks * windows * k.kh * ww * cv * fill_bytes + out_bytes
     # the host launches a batched layer once per batch of images
     return cycles.LayerCost(k.name, k.kind, busy + ctx.launch / batch, compute, cycles.bound(compute, busy), 2 * k.macs,
                             round(nbytes))

@@ -15,7 +15,7 @@ import numpy as np
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from .base import KernelLayer, Op, Unsupported, chw
-from .conv import ConvOp, chain_weights, stored_pixels
+from .conv import ConvOp, chain_weights, placement_extra, stored_pixels
 
 
 @dataclass(eq=False, kw_only=True)
@@ -46,6 +46,10 @@ class DenseOp(ConvOp):
     name = "dense"
     layer_type = Dense
     onnx_types = ("Gemm",)
+    patterns = {"Gemm": "MatMul of a (1, K) input by a constant (K, M) matrix, a following constant Add as its bias"}
+    limits = "constant weights and bias; a map input is flattened C-major (Flatten, Reshape to (1, K))"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",
+                      "tests/test_emulate.py::test_batched_dense_layers_bit_exact")
     fusing_types = ()  # only a Gemm that is a dense layer can: the front end checks that itself
     batched = True
 
@@ -82,6 +86,7 @@ class DenseOp(ConvOp):
     def lower(self, layer: Dense, graph) -> KernelLayer:
         c, h, w = chw(layer.in_shape)
         return KernelLayer(op=self, kind="dense", cg=c, mg=layer.out_channels, kh=h, kw=w,
+                           extra=placement_extra(layer, graph),
                            **self.common(layer, graph, written_pixels=stored_pixels(layer, graph)))
 
     def device_arrays(self, q, k, hw) -> dict:

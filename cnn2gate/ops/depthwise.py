@@ -17,12 +17,13 @@ import numpy as np
 from ..hw import cycles
 from ..hw import resources as R
 from . import kernel_args as K
-from .base import KernelLayer, Unsupported, ceil_div, ceil_to, int32
+from .base import KernelLayer, Unsupported, ceil_div, ceil_to
 from .conv import Conv, ConvOp, chain_cost, geometry_args, is_channelwise
 
 
 def channel_weights(w: np.ndarray, bias: np.ndarray, vec: int):
-    """(C, 1, kh, kw) -> [CV][kh][kw][V]; bias (C,) -> [CV][V]; zero-padded."""
+    """(C, 1, kh, kw) -> [CV][kh][kw][V]; bias (C,) -> [CV][V] (int64, written at the
+    accumulator's width); zero-padded."""
     c, _, kh, kw = w.shape
     cp = ceil_to(c, vec)
     wp = np.zeros((cp, kh, kw), dtype=np.int64)
@@ -30,7 +31,7 @@ def channel_weights(w: np.ndarray, bias: np.ndarray, vec: int):
     wp = wp.reshape(cp // vec, vec, kh, kw).transpose(0, 2, 3, 1)
     bp = np.zeros(cp, dtype=np.int64)
     bp[:c] = bias
-    return np.ascontiguousarray(wp).reshape(-1), int32(bp)
+    return np.ascontiguousarray(wp).reshape(-1), bp
 
 
 class DepthwiseOp(ConvOp):
@@ -38,6 +39,11 @@ class DepthwiseOp(ConvOp):
     onnx_types = ()
     fusing_types = ()
     internal_types = ("ChannelAffine",)  # frontend/passes/affine.py
+    patterns = {"Conv": "Conv with group = input channels = output channels",
+                "ChannelAffine": "BatchNormalization, or Add/Sub/Mul/Div by a per-channel constant, that no "
+                                 "producer absorbs (a 1x1 layer)"}
+    limits = "one output channel per input channel; any kernel, stride, dilation, padding"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
     kernels = ("dw_conv",)
     host_kind = "KIND_DWCONV"
 
@@ -88,13 +94,14 @@ class DepthwiseOp(ConvOp):
 
     def kernel_resources(self, layers, ctx) -> dict:
         v = ctx.v
-        return {"dw_conv": ctx.block(self, "dw_conv", R.ALM_PER_MAC * ctx.scale * v + R.ALM_PER_LANE * v, 0,
+        return {"dw_conv": ctx.block(self, "dw_conv", R.ALM_PER_MAC * ctx.scale * ctx.acc_scale * v + ctx.acc_alm(v)
+                                     + R.ALM_PER_LANE * v, 0,
                                      -(-v // ctx.pack))}
 
     def kernel_args(self, kernel, consts) -> list:
         return [
             K.IN0, K.weights_arg("vec_t", consts),
-            K.Arg("bias", K.INTS, "rt.biases[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
+            K.bias_arg(consts), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
             *K.fields("in_h", "in_w", "out_h", "out_w", "k_h", "k_w",
                       "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
             *K.REQUANT, *K.packed_width(consts),

@@ -25,6 +25,8 @@ class Arg:
 IN = "__global const data_t *restrict"
 OUT = "__global data_t *restrict"
 INTS = "__global const int *restrict"
+#: biases of a design with the 64-bit accumulator (docs/fixed-point.md)
+LONGS = "__global const long *restrict"
 
 
 def fields(*names: str) -> list[Arg]:
@@ -50,6 +52,11 @@ PACKED = "__global const uint *restrict"
 def weights_arg(unpacked_type: str, consts) -> Arg:
     cl = PACKED if consts.get("packed_weights") else f"__global const {unpacked_type} *restrict"
     return Arg("weights", cl, "rt.weights[index]")
+
+
+def bias_arg(consts) -> Arg:
+    """Biases at accumulator scale, as wide as the design's accumulator (consts["acc_bits"])."""
+    return Arg("bias", LONGS if consts.get("acc_bits") == 64 else INTS, "rt.biases[index]")
 
 
 def packed_width(consts) -> list[Arg]:

@@ -58,6 +58,16 @@ class BufferSizes:
     weight_depth: int  # WEIGHT_BUF_SIZE: L x V-vectors
     pool_line: int  # pixels per pooling line buffer (PipeCNN's in-stream pooling only)
     lrn_max: int  # largest LRN window
+    # 1 when some chain layer's input (output) cannot be moved in whole vectors, so mem_read
+    # (mem_write) carries the element-wise fallback path and its narrow ports (ConvOp.vector_io)
+    scalar_read: int = 0
+    scalar_write: int = 0
+    # narrow input layers (ConvOp.input_fold): most taps folded into one vector, and the
+    # graph input's channels (one value: every such layer reads the graph input)
+    fold_max: int = 0
+    fold_cg: int = 0
+    # 1 when some resize layer is bilinear, so the resize kernel carries that branch (ResizeOp.buffer_needs)
+    bilinear: int = 0
 
     def declared(self) -> dict[str, int]:
         """The depths as the generated source declares them (a C array needs one element at least)."""
@@ -73,7 +83,8 @@ def buffer_sizes(lowered: Lowered, config, arch) -> BufferSizes:
 @lru_cache(maxsize=1024)
 def _buffer_sizes(lowered: Lowered, vec: int, lanes: int, gp: int, fc_batch: int, arch) -> BufferSizes:
     hw = _Extents(vec, lanes, gp, fc_batch)
-    need = dict.fromkeys(("window_depth", "weight_depth", "pool_line", "lrn_max"), 0)
+    need = dict.fromkeys(("window_depth", "weight_depth", "pool_line", "lrn_max", "scalar_read", "scalar_write",
+                          "bilinear", "fold_max", "fold_cg"), 0)
     for k in lowered.layers:
         for key, depth in k.op.buffer_needs(k, hw, arch).items():
             need[key] = max(need[key], depth)

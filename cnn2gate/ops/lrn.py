@@ -100,6 +100,8 @@ class LrnOp(Op):
     name = "lrn"
     layer_type = LRN
     onnx_types = ("LRN",)
+    limits = "across channels, ONNX size, alpha, beta, bias; the power by table lookup"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
     fusing_types = ("LRN",)
     kernels = ("lrn",)
     host_kind = "KIND_LRN"

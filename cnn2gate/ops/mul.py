@@ -79,6 +79,8 @@ class MulOp(Op):
     name = "mul"
     layer_type = Mul
     onnx_types = ("Mul",)
+    limits = "two maps of one shape, or a map times a per-channel (1, C, 1, 1) vector; Mul by a constant is folded"
+    emulator_tests = ("tests/test_mul.py::test_mul_kernel_bit_exact_in_emulator",)
     fusing_types = ("Mul",)
     kernels = ("mul",)
     host_kind = "KIND_MUL"

@@ -61,6 +61,11 @@ class PoolOp(Op):
     name = "pool"
     layer_type = Pool
     onnx_types = ("MaxPool", "AveragePool", "GlobalAveragePool")
+    patterns = {"GlobalAveragePool": "ReduceMean over H and W",
+                "AveragePool": "a zero Pad no Conv takes over (1x1, stride 1, counting its padding)"}
+    limits = f"modes {', '.join(MODES)}; 2-D, no dilation, no Indices output; ceil_mode, count_include_pad"
+    emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",
+                      "tests/test_graph_shapes.py::test_zero_pad_before_max_pool_bit_exact")
     fusing_types = ("MaxPool", "AveragePool", "GlobalAveragePool")
     kernels = ("pool",)
     host_kind = "KIND_POOL"

@@ -85,6 +85,9 @@ class ShuffleOp(MovingOp):
     name = "shuffle"
     layer_type = Shuffle
     internal_types = ("ChannelShuffle",)
+    patterns = {"ChannelShuffle": "Reshape (N,C,H,W)->(N,g,C/g,H,W), Transpose (0,2,1,3,4), Reshape back"}
+    limits = "g groups dividing C; each node read only by the next"
+    emulator_tests = ("tests/test_shuffle.py::test_shufflenet_v2_bit_exact_in_emulator",)
     kernels = ("shuffle",)
     host_kind = "KIND_SHUFFLE"
     host_fields = ("groups",)

@@ -77,7 +77,9 @@ def _slice_range(lw, n, c: int) -> tuple[int, int]:
             lo = max(0, min(c, s + c if s < 0 else s))
             hi = max(0, min(c, e + c if e < 0 else e))
         elif not (st == 1 and a in (2, 3) and s == 0 and e >= 2 ** 31 - 1):
-            raise Unsupported(f"only a channel Slice with step 1 is supported (axis {a}, {s}:{e}:{st})")
+            along = {0: "the batch", 1: "channels", 2: "H", 3: "W"}[a]
+            raise Unsupported(f"a Slice of a feature map along {along} (axis {a}, {s}:{e}:{st}) is not supported; "
+                              "only a channel Slice with step 1 is")
     if hi <= lo:
         raise Unsupported(f"the channel slice [{lo}, {hi}) is empty")
     return lo, hi
@@ -87,11 +89,16 @@ class SplitOp(Op):
     name = "split"
     layer_type = Split
     onnx_types = ("Split", "Slice")
+    limits = "Split on channels (constant sizes), Slice of channels (constant bounds, step 1); by addressing"
+    emulator_tests = ("tests/test_shuffle.py::test_shufflenet_v2_bit_exact_in_emulator",)
     host_kind = "KIND_SPLIT"
 
     def from_onnx(self, lw, n) -> None:
-        if n.inputs[0] in lw.g.consts or (lw.g.shape(n.inputs[0]) is not None and len(lw.g.shape(n.inputs[0])) != 4):
+        if n.inputs[0] in lw.g.consts or not lw.is_feature(n.inputs[0]):
             raise Unsupported("shape computation that does not reduce to a constant")
+        if lw.g.shape(n.inputs[0]) is not None and len(lw.g.shape(n.inputs[0])) != 4:
+            raise Unsupported(f"a {n.op} of a tensor of shape {tuple(lw.g.shape(n.inputs[0]))}: only channel "
+                              "ranges of (N, C, H, W) feature maps are supported")
         x, shape = lw.input_of(n)
         if len(shape) != 3:
             raise Unsupported(f"input must be a feature map (C,H,W), got {shape}")
@@ -135,6 +142,9 @@ class SplitOp(Op):
         q.shift = 0
 
     # -- hardware ----------------------------------------------------------------------
+    def check(self, layer) -> str | None:
+        return f"layer {layer.name}: a channel split cannot carry an activation" if layer.act != "none" else None
+
     def placed(self, layer, graph) -> tuple[str, int]:
         if layer.act != "none":
             raise ArchLimit(f"layer {layer.name}: a channel split cannot carry an activation")

@@ -88,6 +88,9 @@ class ZeroInsertOp(MovingOp):
     name = "zero_insert"
     layer_type = ZeroInsert
     onnx_types = ("ConvTranspose",)
+    limits = ("ConvTranspose 2-D, constant weights; any strides, pads, output_padding, dilations, group; "
+              "then a stride-1 conv; no auto_pad or output_shape")
+    emulator_tests = ("tests/test_conv_transpose.py::test_zero_insert_kernel_bit_exact_in_emulator",)
     fusing_types = ("ConvTranspose",)  # the activation goes to the convolution, the node's last layer
     kernels = ("zero_insert",)
     host_kind = "KIND_ZERO_INSERT"

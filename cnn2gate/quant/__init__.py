@@ -13,18 +13,21 @@ from .params import QLayer, QuantizedGraph, quantize_params
 
 
 def quantize(graph: Graph, calib=None, *, bits: int = 8, method: str = "mse", weight_bits: int | None = None,
-             executor=None) -> Formats:
+             executor=None, progress=None, max_acc_bits: int = 64) -> Formats:
     """Per-layer formats for `graph` from calibration inputs run through the float executor.
 
     calib: float batch (N, C, H, W); None uses a deterministic synthetic set (recorded in
     formats.stats["calibration"]). method: "maxabs", "percentile" or "mse".
     executor: a `cnn2gate.executor` executor whose shared object is `graph`: the float
     runs over the calibration batches become its tasks (same formats).
+    progress: progress(1) as each calibration batch finishes (here or on the executor).
+    max_acc_bits: the widest accumulator allowed (docs/fixed-point.md): 64, or 32 to keep
+    every worst case inside int32 by giving up weight precision.
     """
     weight_bits = bits if weight_bits is None else weight_bits
     for b in (bits, weight_bits):
         QFormat(b, 0)  # validates the bit width
-    formats = calibrate(graph, calib, bits, method, weight_bits, executor)
+    formats = calibrate(graph, calib, bits, method, weight_bits, executor, progress, max_acc_bits)
     validate(formats, graph, "quantizer")
     return formats
 

@@ -7,8 +7,10 @@ import numpy as np
 
 from .. import ops
 from ..batch import as_batch, internal_batch
+from ..executor import SerialExecutor
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
+from ..shards import ShardSet
 from . import fixedpoint as fx
 from .formats import MAX_ABS_FRAC, Formats, LayerFormat, QFormat
 
@@ -69,9 +71,14 @@ def choose_frac(values: np.ndarray, bits: int, method: str, max_abs: float | Non
 BATCH_MACS = 4e9
 
 
+def synthetic_count(graph: Graph) -> int:
+    """Samples in the synthetic set: 16, fewer for big models (at least 2)."""
+    return int(min(SYNTHETIC["samples"], max(2, BATCH_MACS // max(graph.total_macs(), 1))))
+
+
 def synthetic_calibration(graph: Graph) -> np.ndarray:
     """Deterministic normal(0, 1) inputs: 16 samples, fewer for big models (at least 2)."""
-    n = int(min(SYNTHETIC["samples"], max(2, BATCH_MACS // max(graph.total_macs(), 1))))
+    n = synthetic_count(graph)
     rng = np.random.default_rng(SYNTHETIC["seed"])
     return internal_batch(rng.standard_normal((n,) + tuple(graph.input_shape)))
 
@@ -90,23 +97,31 @@ def _batch_task(task):
     return _batch_stats(shared(), *task)
 
 
-def collect(graph: Graph, calib: np.ndarray, executor=None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def batch_size(graph: Graph, n: int) -> int:
+    """Inputs per calibration batch (about BATCH_MACS each) for a set of n inputs."""
+    return int(max(1, min(n, BATCH_MACS // max(graph.total_macs(), 1))))
+
+
+def collect(graph: Graph, calib: np.ndarray, executor=None,
+            progress=None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Run the float executor batch by batch; per tensor the exact max |value| and a random
     sample of at most SAMPLE values (memory stays bounded for big models and sets).
 
     executor: run the batches as its tasks (its shared object must be `graph`); the
     batches and their sampling seeds do not depend on it, and the results are merged
     in batch order, so the statistics are the same as in this process.
+    progress(1) as each batch finishes.
     """
     n = calib.shape[0]
-    batch = int(max(1, min(n, BATCH_MACS // max(graph.total_macs(), 1))))
+    batch = batch_size(graph, n)
     n_batches = -(-n // batch)
     size = SAMPLE // n_batches + 1
-    tasks = [(calib[i : i + batch], i, size) for i in range(0, n, batch)]
+    tasks = ((calib[i : i + batch], i, size) for i in range(0, n, batch))  # sliced as they run: a shard
+    # folder (cnn2gate.shards) is read a batch at a time
     if executor is None:
-        results = (_batch_stats(graph, *t) for t in tasks)  # one batch's activations in memory at a time
+        results = SerialExecutor(graph).imap(_batch_task, tasks, progress=progress)  # one batch at a time
     else:
-        results = executor.map(_batch_task, tasks)
+        results = executor.imap(_batch_task, tasks, progress=progress)
     max_abs: dict[str, float] = {}
     parts: dict[str, list[np.ndarray]] = {}
     for stats in results:
@@ -143,21 +158,23 @@ def tied_tensors(graph: Graph) -> _Groups:
     return groups
 
 
-def _acc_fits(wq_abs_rowsum: np.ndarray, bias_q: np.ndarray, in_bits: int) -> bool:
-    bound = wq_abs_rowsum * (1 << (in_bits - 1)) + np.abs(bias_q)
-    return bool(bound.size == 0 or bound.max() <= (1 << 31) - 1)
-
-
-def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int, executor=None) -> Formats:
+def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int, executor=None,
+              progress=None, max_acc_bits: int = fx.WIDE_ACC_BITS) -> Formats:
+    """max_acc_bits: the widest accumulator the design may have (64; 32 keeps every worst
+    case inside int32 at the cost of weight precision, the rule before 64-bit accumulators)."""
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
+    if max_acc_bits not in (fx.ACC_BITS, fx.WIDE_ACC_BITS):
+        raise ValueError(f"max_acc_bits must be {fx.ACC_BITS} or {fx.WIDE_ACC_BITS}, got {max_acc_bits!r}")
+    acc_limit = (1 << (max_acc_bits - 1)) - 1
     source = {"kind": "user", "samples": None}
     if calib is None:
         calib = synthetic_calibration(graph)
         source = dict(SYNTHETIC)
-    calib = as_batch(graph, calib, "calibration data", error=ValueError, strict=False)
+    if not isinstance(calib, ShardSet):  # a ShardSet checks its samples as it reads them
+        calib = as_batch(graph, calib, "calibration data", error=ValueError, strict=False)
     source["samples"] = int(calib.shape[0])
-    max_abs, samples = collect(graph, calib, executor)
+    max_abs, samples = collect(graph, calib, executor, progress)
 
     groups = tied_tensors(graph)
     members: dict[str, list[str]] = {}
@@ -181,12 +198,16 @@ def calibrate(graph: Graph, calib, bits: int, method: str, weight_bits: int, exe
             w = np.asarray(layer.weight, dtype=np.float64)
             wfmt = QFormat(weight_bits, choose_frac(w, weight_bits, "maxabs" if method == "maxabs" else "mse"))
             in_fmt = act_fmt[layer.inputs[0]]
-            # Keep the worst-case accumulator inside int32: give up weight precision, never wrap.
+            # The accumulator is as wide as the formats need (32 bits, else 64: docs/fixed-point.md);
+            # weight precision is given up only where even the widest allowed one could wrap.
             reduced = 0
             while True:
-                wq = fx.quantize_tensor(w, wfmt).reshape(w.shape[0], -1)
+                wq = fx.quantize_tensor(w, wfmt)
                 bq, _ = fx.quantize_bias(layer.bias, in_fmt.frac + wfmt.frac)
-                if _acc_fits(np.abs(wq).sum(axis=1), bq, in_fmt.bits) or wfmt.frac <= -MAX_ABS_FRAC:
+                bound = fx.acc_bound(wq, bq, in_fmt.bits)
+                # a leaky layer's negative branch scales acc by alpha_q, in 64 bits
+                scaled = bound * abs(fx.leaky_alpha_q(layer.alpha)) if layer.act == "leaky" else 0
+                if (bound <= acc_limit and fx.acc_width(scaled) is not None) or wfmt.frac <= -MAX_ABS_FRAC:
                     break
                 wfmt = QFormat(weight_bits, wfmt.frac - 1)
                 reduced += 1

@@ -12,7 +12,10 @@ import numpy as np
 
 from .formats import QFormat
 
+#: the accumulator widths a design can have: 32 bits where every layer's worst case fits
+#: int32 (the narrow adders of the older families), else 64 (docs/fixed-point.md)
 ACC_BITS = 32
+WIDE_ACC_BITS = 64
 #: fractional bits of every multiplier table and factor (LeakyReLU slope, average-pool
 #: reciprocals, normalisation factors)
 MUL_FRAC = 16
@@ -102,12 +105,34 @@ def quantize_tensor(x, fmt: QFormat) -> np.ndarray:
     return np.clip(scaled, lo, hi).astype(np.int64)
 
 
-def quantize_bias(b, frac: int) -> tuple[np.ndarray, int]:
-    """Bias at accumulator scale, saturated to 32 bits; returns (q, number saturated)."""
+def quantize_bias(b, frac: int, bits: int = WIDE_ACC_BITS) -> tuple[np.ndarray, int]:
+    """Bias at accumulator scale, saturated to `bits` bits (the widest accumulator by
+    default); returns (q, number saturated)."""
     scaled = np.floor(np.ldexp(np.asarray(b, dtype=np.float64), frac) + 0.5)
-    lo, hi = value_range(ACC_BITS)
-    n_sat = int(np.count_nonzero((scaled < lo) | (scaled > hi)))
-    return np.clip(scaled, lo, hi).astype(np.int64), n_sat
+    lo, hi = value_range(bits)
+    # compare in float, convert only what is in range: 2^63 - 1 has no float64
+    low, high = scaled < lo, scaled >= float(hi) + 1
+    q = np.where(low | high, 0.0, scaled).astype(np.int64)
+    q[low], q[high] = lo, hi
+    return q, int(np.count_nonzero(low | high))
+
+
+def acc_bound(wq, bias_q, in_bits: int) -> int:
+    """Worst-case |acc| of a multiply-accumulate layer: max over output rows of
+    |bias| + sum |w| * 2^(in_bits-1), exact (Python ints: it may pass 2^63)."""
+    wq = np.asarray(wq, dtype=np.int64)
+    rows = np.abs(wq.reshape(wq.shape[0], -1)).sum(axis=1) if wq.size else np.zeros(0, dtype=np.int64)
+    xmax = 1 << (in_bits - 1)
+    bias = np.asarray(bias_q, dtype=np.int64).reshape(-1)
+    return max((int(r) * xmax + abs(int(b)) for r, b in zip(rows, bias)), default=0)
+
+
+def acc_width(bound: int) -> int:
+    """The accumulator a layer needs: 32 bits when its worst case fits int32, else 64
+    (None when even 64 bits could wrap)."""
+    if bound <= (1 << (ACC_BITS - 1)) - 1:
+        return ACC_BITS
+    return WIDE_ACC_BITS if bound <= (1 << (WIDE_ACC_BITS - 1)) - 1 else None
 
 
 def dequantize(q, fmt: QFormat) -> np.ndarray:
@@ -157,7 +182,13 @@ def magnitude_bits(v: int) -> int:
 
 
 def fits_int32(lo: int, hi: int) -> bool:
-    return -(1 << 31) <= int(lo) and int(hi) <= (1 << 31) - 1
+    return fits_acc(lo, hi, ACC_BITS)
+
+
+def fits_acc(lo: int, hi: int, bits: int) -> bool:
+    """Whether [lo, hi] lies inside a `bits`-bit two's-complement accumulator."""
+    a, b = value_range(bits)
+    return a <= int(lo) and int(hi) <= b
 
 
 def in_range_bounds(s: int, fmt: QFormat) -> tuple[int, int]:

@@ -18,7 +18,7 @@ class QLayer:
     shift: the right shift of the shared requant step (negative = left shift).
     Each operator's `quant_params` (cnn2gate/ops/) fills what its kind uses: weights
     (int64, same shape as the float weights), bias (int64 at accumulator scale,
-    saturated to 32 bits) and acc_bound (worst-case |acc|); per-position divisor and
+    saturated to 64 bits) and acc_bound (worst-case |acc|, a Python int); per-position divisor and
     multiplier; a lookup table; in_shifts (left shifts onto a common fraction).
     """
 
@@ -68,6 +68,13 @@ class QuantizedGraph:
     @property
     def input(self) -> QFormat:
         return self.formats.input
+
+    @property
+    def acc_bits(self) -> int:
+        """The design's accumulator width (docs/fixed-point.md): 32 bits when every layer's
+        worst case fits int32 (the guarantee that costs nothing), else 64."""
+        bound = max((q.acc_bound for q in self.layers.values() if q.layer.has_weights), default=0)
+        return fx.ACC_BITS if fx.acc_width(bound) == fx.ACC_BITS else fx.WIDE_ACC_BITS
 
 
 def quantize_params(graph: Graph, formats: Formats, *, check: bool = True) -> QuantizedGraph:

@@ -2,11 +2,15 @@
 
 Two paths that agree bit for bit: "reference" (plain int64) and "fast" (exact
 float BLAS, see sim/fast.py). The float executor is cnn2gate.ir.reference.
+
+The accumulator is as wide as the formats need (docs/fixed-point.md): 32 bits when
+every layer's worst case fits int32, else 64. A multiply-accumulate layer whose worst
+case passes 2^52 leaves the fast path (float64 sums would round) for the int64 one.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +60,7 @@ class SimResult:
     values: dict[str, np.ndarray]  # integer-valued arrays (int64 or float32), per layer
     stats: dict[str, dict]
     warnings: list[str] = field(default_factory=list)
+    acc_bits: int = fx.ACC_BITS  # the design's accumulator width (QuantizedGraph.acc_bits)
 
     @property
     def ints(self) -> Mapping:
@@ -99,7 +104,10 @@ def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bo
 
     formats: a Formats (validated against graph) or a QuantizedGraph from quantize_params.
     keep="output" drops intermediate layer values as soon as no later layer needs them.
-    Raises AccumulatorOverflow when an accumulator leaves int32 (unless check_overflow=False).
+    Raises AccumulatorOverflow when an accumulator leaves the design's accumulator (only
+    possible where the worst case needs more than 64 bits) or a LeakyReLU's scaled
+    accumulator leaves 64 bits (unless check_overflow=False: then the values wrap, as the
+    hardware's would).
     """
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -112,25 +120,55 @@ def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bo
     stats, warnings = {}, []
     for i, layer in enumerate(graph.layers):
         q = qg[layer.name]
-        y, info = run(q, *(values[s] for s in layer.inputs))
+        ins = [values[s] for s in layer.inputs]
+        if path == "fast" and layer.has_weights and q.acc_bound >= fast.F64_EXACT // 2:
+            y, info = reference.run_layer(q, *(np.asarray(v).astype(np.int64) for v in ins))
+            y = y.astype(np.float32)
+        else:
+            y, info = run(q, *ins)
         values[layer.name] = y
         stats[layer.name] = st = _layer_stats(q, info, y.size)
         if layer.has_weights:
-            if st["bound_bits"] > 31:
-                warnings.append(f"layer {layer.name}: worst-case accumulator needs {st['bound_bits']} bits "
-                                f"(+ sign) > 31; the inputs seen so far stay within {st['acc_bits']} bits")
-            if check_overflow and not fx.fits_int32(info["acc_min"], info["acc_max"]):
-                raise AccumulatorOverflow(
-                    f"layer {layer.name}: accumulator reached {info['acc_min'] if -info['acc_min'] > info['acc_max'] else info['acc_max']} "
-                    f"({st['acc_bits']} bits + sign), outside int32; the hardware would wrap. "
-                    "Use fewer weight/input fractional bits for this layer."
-                )
+            _check_accumulator(q, st, info, ins, check_overflow, warnings)
         if keep == "output":
             for s in layer.inputs:
                 if last_use.get(s) == i and s not in graph.outputs:
                     values.pop(s, None)
     values.pop(GRAPH_INPUT, None)
-    return SimResult(graph, qg, input_int, values, stats, warnings)
+    return SimResult(graph, qg, input_int, values, stats, warnings, qg.acc_bits)
+
+
+def _check_accumulator(q, st: dict, info: dict, ins: list, check: bool, warnings: list) -> None:
+    """Worst case beyond 64 bits: a warning, and an error if an actual sum wrapped; a
+    LeakyReLU's acc * alpha_q must stay inside 64 bits as well."""
+    name = q.layer.name
+    wide = fx.acc_width(q.acc_bound) is None
+    if wide:
+        warnings.append(f"layer {name}: worst-case accumulator needs {st['bound_bits']} bits (+ sign) > 63, "
+                        f"more than the {fx.WIDE_ACC_BITS}-bit accumulator; the inputs seen so far "
+                        f"stay within {st['acc_bits']} bits")
+    if not check:
+        return
+    if wide and _wrapped(q, ins):
+        raise AccumulatorOverflow(
+            f"layer {name}: an accumulator left int{fx.WIDE_ACC_BITS}; the hardware would wrap. "
+            "Use fewer weight/input fractional bits for this layer.")
+    if q.act == "leaky" and not fx.fits_acc(info["acc_min"] * abs(q.alpha_q), 0, fx.WIDE_ACC_BITS):
+        raise AccumulatorOverflow(
+            f"layer {name}: accumulator {info['acc_min']} times the leaky slope {q.alpha_q} / 2^16 leaves "
+            f"int{fx.WIDE_ACC_BITS}. Use fewer weight/input fractional bits for this layer.")
+
+
+def _wrapped(q, ins: list) -> bool:
+    """Whether bias + products left int64 for some output (the products alone always fit:
+    at most 2^30 per product). Two's-complement addition overflows iff both terms have
+    the sign the wrapped sum lacks."""
+    ins = [np.asarray(v).astype(np.int64) for v in ins]
+    _, acc = reference.run_kernel(q, *ins)
+    _, prod = reference.run_kernel(replace(q, bias=np.zeros_like(q.bias), cache={}), *ins)
+    with np.errstate(over="ignore"):
+        bias = acc - prod  # exact: the wrap cancels
+        return bool(np.any(((prod ^ acc) & (bias ^ acc)) < 0))
 
 
 def _layer_stats(q, info: dict, n_out: int) -> dict:

@@ -47,22 +47,38 @@ def merge_stats(per_chunk: list[dict]) -> dict:
     return total
 
 
-def simulate_batches(graph, qgraph, x: np.ndarray, *, batch_size: int = 64, path: str = "fast",
-                     ints: bool = False, executor=None, progress=None) -> BatchResult:
+def simulate_batches(graph, qgraph, x, *, batch_size: int = 64, path: str = "fast",
+                     ints: bool = False, executor=None, progress=None, on_outputs=None) -> BatchResult:
     """Outputs (dequantised, or the output layer's integers with ints=True) for x, chunk by chunk.
 
+    x: a batch, or anything with len() whose slices are batches (`cnn2gate.shards.ShardSet`:
+    a folder of .npy shards); chunks are sliced as they are submitted, a few per worker
+    ahead, so only those chunks of x are in memory at once.
     executor: where the chunks run; built with shared object (graph, qgraph, path, ints)
     (see `shared_object`). Default: this process. progress(n) as n more chunks finish.
+    on_outputs(list of arrays, one per graph output): takes each chunk's outputs, in input
+    order, instead of keeping them (the result's outputs are then empty).
     """
-    chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    starts = range(0, len(x), batch_size)
     ex = executor if executor is not None else SerialExecutor(shared_object(graph, qgraph, path, ints))
-    results = ex.map(_run_chunk, chunks, progress=progress)
     warnings: list[str] = []
-    for _, ws, _ in results:
-        warnings.extend(w for w in ws if w not in warnings)
-    outputs = [np.concatenate([outs[k] for outs, _, _ in results]) for k in range(len(graph.outputs))]
-    return BatchResult(outputs[0], warnings, merge_stats([st for _, _, st in results]),
-                       list(getattr(ex, "node_ids", [])), outputs)
+    stats: dict[str, dict] = {}
+    kept: list[list[np.ndarray]] = []
+    window = 4 * max(1, getattr(ex, "workers", 1))  # chunks in flight: keeps every worker busy
+    results = ex.imap(_run_chunk, (x[i:i + batch_size] for i in starts), window=window, progress=progress)
+    try:
+        for outs, ws, st in results:
+            warnings.extend(w for w in ws if w not in warnings)
+            stats = merge_stats([stats, st])  # merged as they come: memory does not grow with the set
+            if on_outputs is not None:
+                on_outputs(outs)
+            else:
+                kept.append(outs)
+    finally:
+        results.close()  # if on_outputs failed: cancel the chunks still in flight now
+    outputs = [np.concatenate([outs[k] for outs in kept]) if kept else np.empty((0,))
+               for k in range(len(graph.outputs))]
+    return BatchResult(outputs[0], warnings, stats, list(getattr(ex, "node_ids", [])), outputs)
 
 
 def shared_object(graph, qgraph, path: str = "fast", ints: bool = False):

@@ -12,10 +12,12 @@ operation ever rounds. `plan_chunks` splits K so that each chunk meets that
 bound for the worst input the format allows (|x| <= 2^(in_bits-1)); chunk
 results are then added in float64, exact below 2^53.
 
-Convs whose every group has one fused float32 chunk run on onnxruntime's kernels,
-which are sums of products too (sim/ort_conv.py). Otherwise:
+Convs whose every group is one float32 chunk with the bias inside the exact range
+(fused or not; grouped and channel-wise ones too) run on onnxruntime's kernels, which
+are sums of products too (sim/ort_conv.py); so do max pools (comparisons only).
+Otherwise:
 
-Threads: convs with one fused chunk, dense layers and max pools are cut into
+Threads: convs with one fused chunk, dense layers and NumPy max pools are cut into
 tiles (output rows / channels, weight rows) that `workers` threads pull as they
 free up, the BLAS held at one thread meanwhile (see _tiled_conv). Tiling only
 decides which output elements a GEMM call computes, never how one element's
@@ -42,6 +44,8 @@ F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 #: below this average chunk width float32 GEMMs lose to one float64 GEMM
 MIN_F32_CHUNK = 96
+#: max pools on onnxruntime's kernel (False: the NumPy taps of _tap_max, the fallback)
+ORT_POOL = True
 
 
 def plan_chunks(wabs: np.ndarray, xmax: int, limit: int) -> list[tuple[int, int]] | None:
@@ -205,6 +209,9 @@ MIN_TILE_MACS = 1 << 22
 MIN_TILE_CHANNELS = 64
 #: fewest elements (dense weights, pool outputs) worth splitting between workers
 MIN_PARALLEL_SIZE = 1 << 16
+#: fewest multiply-adds (a max pool: 64 per input element, memory-bound) for which a layer's
+#: onnxruntime session gets more than one thread (about a millisecond of one core)
+MIN_ORT_THREADED_WORK = 1 << 25
 
 
 def _blas() -> list:
@@ -213,6 +220,13 @@ def _blas() -> list:
         # empty when numpy's BLAS cannot be controlled: then it threads itself
         _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
     return _blas_libs
+
+
+def _ort_threads(work: int) -> int:
+    """Threads for a layer's onnxruntime session: the BLAS's count for `work` (multiply-adds)
+    of at least MIN_ORT_THREADED_WORK, else 1. Its idle workers sleep (no spinning), and
+    waking one costs more than it saves on small layers."""
+    return max(1, _blas_threads()) if work >= MIN_ORT_THREADED_WORK else 1
 
 
 def _blas_threads() -> int:
@@ -345,10 +359,14 @@ def conv(q: QLayer, x: np.ndarray):
     _, oh, ow = layer.out_shape
     plans = _plans(q)
     mg = m // layer.groups
-    if cg == 1 and all(len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans):
-        return _finish(q, _one_channel_groups(q, x, plans), plans)
-    if m and oh * ow and all(p.fused and p.dtype == np.float32 for p in plans):
-        return _finish(q, ort_conv.conv(q, x, plans, max(1, _blas_threads())), plans)
+    on_ort = q.cache.get("on_ort")
+    if on_ort is None:  # decided once: a channel-wise layer has one plan per channel
+        # fused (z) or bias-inline (acc) float32 sums: both within the bound
+        on_ort = q.cache["on_ort"] = bool(m and oh * ow and all(
+            len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans))
+    if on_ort:
+        work = x.shape[0] * layer.macs()
+        return _finish(q, ort_conv.conv(q, x, plans, _ort_threads(work)), plans)
     if layer.groups == 1 and plans[0].fused and m and oh * ow:
         with _single_threaded_blas() as workers:
             if workers > 1:
@@ -369,30 +387,6 @@ def conv(q: QLayer, x: np.ndarray):
                 cols = cols.reshape(cg * kh * kw, oh * ow)
             _gemm(plan, lambda k0, k1, c=cols: c[k0:k1], out=acc[i, gi * mg : (gi + 1) * mg])
     return _finish(q, acc.reshape((n, m, oh, ow)), plans)
-
-
-def _one_channel_groups(q: QLayer, x: np.ndarray, plans: list[GemmPlan]) -> np.ndarray:
-    """One input channel per group (channel-wise convolutions): multiply-add over the window
-    taps, all channels at once.
-    Every partial sum is bias + a subset of the products, so the plan's bound keeps it exact."""
-    layer = q.layer
-    m, _, kh, kw = q.weight.shape
-    _, oh, ow = layer.out_shape
-    sh, sw = layer.stride
-    dh, dw = layer.dilation
-    w = np.concatenate([p.w for p in plans])  # (M, kh*kw)
-    bias = np.concatenate([p.bias for p in plans])
-    src = np.arange(m) // (m // layer.groups)
-    xin = x if m == x.shape[1] else x[:, src]
-    xp = pad_nchw(xin, layer.pads)
-    acc = np.empty((x.shape[0], m, oh, ow), dtype=np.float32)
-    acc[...] = bias[None, :, None, None]
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            tap = xp[:, :, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
-            acc += tap * w[:, ky * kw + kx][None, :, None, None]
-    return acc
 
 
 def dense(q: QLayer, x: np.ndarray):
@@ -436,7 +430,9 @@ def _finish(q: QLayer, acc: np.ndarray, plans: list[GemmPlan]):
     t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
     if q.act == "leaky" or acc_min < t_lo or acc_max > t_hi:
         info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
-    bound = max(p.bound for p in plans)
+    bound = q.cache.get("plan_bound")
+    if bound is None:
+        bound = q.cache["plan_bound"] = max(p.bound for p in plans)
     return requant_float(q, acc, bound), info
 
 
@@ -459,12 +455,8 @@ def _fused_round(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
     lo = 0 if q.act in ("relu", "relu6") else fmt.lo
     hi = q.six_q if q.act == "relu6" else fmt.hi
     # lo, hi are integers: floor(z) < lo iff z < lo, floor(z) > hi iff z >= hi + 1
-    if z_min < lo and z_max >= hi + 1:
-        np.clip(z, lo, hi, out=z)
-    elif z_min < lo:
-        np.maximum(z, lo, out=z)
-    elif z_max >= hi + 1:
-        np.minimum(z, hi, out=z)
+    if z_min < lo or z_max >= hi + 1:
+        np.clip(z, lo, hi, out=z)  # (two-sided: NumPy's maximum/minimum with a scalar are slower)
     return z_min, z_max, sat_low, sat_high
 
 
@@ -500,15 +492,14 @@ def requant_float(q: QLayer, acc: np.ndarray, bound: int) -> np.ndarray:
         return fx.requant(acc.astype(np.int64), s, q.out, q.act, q.alpha_q).astype(np.float32)
     if s > 0 and acc.dtype == np.float32 and bound + (1 << (s - 1)) > F32_EXACT:
         acc = acc.astype(np.float64)
-    y = _round_clip(acc, s, q.out)
-    if q.act == "relu":
-        np.maximum(y, 0, out=y)
-    elif q.act == "relu6":
-        np.clip(y, 0, q.six_q, out=y)
-    return y.astype(np.float32, copy=False)
+    # relu/relu6 narrow the final clip: clip(clip(y, lo, hi), 0, six) = clip(y, 0, min(hi, six))
+    lo = 0 if q.act in ("relu", "relu6") else q.out.lo
+    hi = min(q.out.hi, q.six_q) if q.act == "relu6" else q.out.hi
+    return _round_clip(acc, s, q.out, lo, hi).astype(np.float32, copy=False)
 
 
-def _round_clip(a: np.ndarray, s: int, fmt) -> np.ndarray:
+def _round_clip(a: np.ndarray, s: int, fmt, lo: int, hi: int) -> np.ndarray:
+    """Round-half-up shift by s, clipped to [lo, hi] (within the format's range)."""
     if s > 0:
         a *= a.dtype.type(np.ldexp(1.0, -s))
         a += a.dtype.type(0.5)
@@ -517,12 +508,32 @@ def _round_clip(a: np.ndarray, s: int, fmt) -> np.ndarray:
         # exact pre-clamp and shift cap, as in fx.requant (2^k stays a finite float)
         a = np.clip(a, fmt.lo, fmt.hi)
         a *= a.dtype.type(np.ldexp(1.0, min(-s, fmt.bits + 1)))
-    np.clip(a, fmt.lo, fmt.hi, out=a)
+    np.clip(a, lo, hi, out=a)
     return a
 
 
 def max_pool(q: QLayer, x: np.ndarray):
-    """Elementwise maximum over the kh*kw window taps (padding never wins: -inf)."""
+    """Window maxima on onnxruntime's pooling kernel, else as the elementwise maximum over the
+    kh*kw window taps (padding never wins: -inf); then the statistics and the activation."""
+    layer = q.layer
+    _, oh, ow = layer.out_shape
+    y = None
+    if ORT_POOL and x.size and oh * ow and q.cache.get("ort_pool_ok", True):
+        y = ort_conv.max_pool(q, x, _ort_threads(x.size * 64))
+        if y.shape != (x.shape[0],) + tuple(layer.out_shape):  # not the layer's geometry: NumPy
+            q.cache["ort_pool_ok"], y = False, None
+    if y is None:
+        y = _tap_max(q, x)
+    info = {"acc_min": int(y.min()) if y.size else 0, "acc_max": int(y.max()) if y.size else 0,
+            "sat_low": 0, "sat_high": 0}
+    if q.act == "relu":
+        np.clip(y, 0, np.inf, out=y)  # (faster than np.maximum with a scalar)
+    elif q.act == "relu6":
+        np.clip(y, 0, q.six_q, out=y)
+    return y, info
+
+
+def _tap_max(q: QLayer, x: np.ndarray) -> np.ndarray:
     layer = q.layer
     kh, kw = layer.kernel
     sh, sw = layer.stride
@@ -545,13 +556,7 @@ def max_pool(q: QLayer, x: np.ndarray):
     workers = _blas_threads() if y.size >= MIN_PARALLEL_SIZE else 1
     step = -(-c // (TILES_PER_WORKER * workers)) if workers > 1 else c
     _run_tiles(job, -(-c // step) if c else 0, workers)
-    info = {"acc_min": int(y.min()) if y.size else 0, "acc_max": int(y.max()) if y.size else 0,
-            "sat_low": 0, "sat_high": 0}
-    if q.act == "relu":
-        np.maximum(y, 0, out=y)
-    elif q.act == "relu6":
-        np.clip(y, 0, q.six_q, out=y)
-    return y, info
+    return y
 
 
 def add(q: QLayer, *xs: np.ndarray):
