@@ -518,7 +518,10 @@ def max_pool(q: QLayer, x: np.ndarray):
     layer = q.layer
     _, oh, ow = layer.out_shape
     y = None
-    if ORT_POOL and x.size and oh * ow and q.cache.get("ort_pool_ok", True):
+    top, left, bottom, right = layer.pads
+    kh, kw = layer.kernel
+    ort_ok = max(top, bottom) < kh and max(left, right) < kw  # onnxruntime refuses larger pads
+    if ORT_POOL and ort_ok and x.size and oh * ow and q.cache.get("ort_pool_ok", True):
         y = ort_conv.max_pool(q, x, _ort_threads(x.size * 64))
         if y.shape != (x.shape[0],) + tuple(layer.out_shape):  # not the layer's geometry: NumPy
             q.cache["ort_pool_ok"], y = False, None
