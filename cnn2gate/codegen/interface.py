@@ -27,11 +27,13 @@ def constants() -> dict[str, int]:
 
 
 def kernel_args(add_max_inputs: int = ADD_MAX_INPUTS, packed_weights: bool = False,
-                acc_bits: int = ACC_BITS) -> dict[str, tuple[Arg, ...]]:
+                acc_bits: int = ACC_BITS, narrow_act: bool = False) -> dict[str, tuple[Arg, ...]]:
     """Every kernel's arguments in order, as its operator declares them; `packed_weights`:
     a design whose weights are packed at each layer's width (codegen/plan.py); `acc_bits`:
-    the design's accumulator width (32 or 64, QuantizedGraph.acc_bits)."""
-    consts = dict(constants(), add_max_inputs=add_max_inputs, packed_weights=packed_weights, acc_bits=acc_bits)
+    the design's accumulator width (32 or 64, QuantizedGraph.acc_bits); `narrow_act`: a design
+    with activation buffers stored as char while data_t is short (hw/storage.py)."""
+    consts = dict(constants(), add_max_inputs=add_max_inputs, packed_weights=packed_weights, acc_bits=acc_bits,
+                  narrow_act=narrow_act)
     return {k: tuple(ops.kernel_owner(k).kernel_args(k, consts)) for k in ops.ALL_KERNELS}
 
 

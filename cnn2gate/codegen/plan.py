@@ -17,6 +17,7 @@ from ..errors import ModelError
 from ..hw.arch import ADD_MAX_INPUTS, GENERATED
 from ..hw.config import HwConfig
 from ..hw.packing import DspPacking, chain_packing
+from ..hw.storage import narrow_io, out_bits_of
 from ..hw.widths import widths_from_formats
 from ..ir.layers import GRAPH_INPUT
 from ..ops.base import ArchLimit, KernelLayer, chw
@@ -32,6 +33,7 @@ ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "leaky": 3}
 #: the requantisation step, then whatever the operators' kernels read (`Op.host_fields`)
 _FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "batch", "shift", "out_bits", "act", "alpha_q", "six_q",
            "w_bits",  # the layer's packed weight width; 0 when its weights are data_t
+           "rd_narrow", "wr_narrow",  # conv chain: input / output buffer stored as char (hw/storage.py)
            *dict.fromkeys(f for op in ops.OPS for f in op.host_fields))
 
 
@@ -47,6 +49,7 @@ class Buffer:
     c: int
     h: int
     w: int
+    narrow: bool = False  # stored as 8-bit char in a short design (hw/storage.py)
 
 
 @dataclass
@@ -81,6 +84,11 @@ class Plan:
     output_layers: list[int] = field(default_factory=list)  # every graph output in order; [0] is output_layer
     dsp_pack: DspPacking | None = None  # two products per multiplier in conv_core (hw/packing.py)
     acc_bits: int = 32  # the multiply-accumulate kernels' accumulator, 32 or 64 (QuantizedGraph.acc_bits)
+
+    @property
+    def narrow_act(self) -> bool:
+        """Whether some activation buffer is stored narrower than data_t (hw/storage.py)."""
+        return any(b.narrow for b in self.buffers)
 
     @property
     def data_dtype(self) -> np.dtype:
@@ -175,6 +183,15 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
                 bits = widths.weight_bits(k.name)
                 lp.arrays["w"] = pack_weights(lp.arrays["w"], bits, *k.op.weight_blocks(k, hw))
                 lp.args["w_bits"] = bits
+    # activation buffers kept at 8 bits in a 16-bit design: one decision with the cost model
+    narrow = narrow_io(graph, lowered, out_bits_of(qg), widths.data_bytes, hw.vec_size, hw.lane_num)
+    for lp, layer in zip(layers, graph.layers):
+        if (layer.name, "rd") in narrow:
+            lp.args["rd_narrow"] = 1
+            buffers[lp.inputs[0].buf].narrow = True
+        if (layer.name, "wr") in narrow:
+            lp.args["wr_narrow"] = 1
+            buffers[lp.output.buf].narrow = True
     index = {lp.stem: lp.index for lp in layers}
     outputs = [index[stems[name]] for name in graph.outputs]
     return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers, outputs[0], kernels,

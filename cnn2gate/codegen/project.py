@@ -124,7 +124,7 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "data_type": "char" if plan.data_bits == 8 else "short",
         "host_data_type": "int8_t" if plan.data_bits == 8 else "int16_t",
         "max_bits": plan.data_bits,
-        "buffers_list": [{"name": b.name, "c": b.c, "h": b.h, "w": b.w} for b in plan.buffers],
+        "buffers_list": [{"name": b.name, "c": b.c, "h": b.h, "w": b.w, "narrow": int(b.narrow)} for b in plan.buffers],
         "input": {"c": c, "h": h, "w": w},
         "output_layer": plan.output_layer,
         "output_layers": plan.output_layers,
@@ -132,6 +132,8 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "n_layers": len(layers),
         "consts": constants(),
         "packed_weights": plan.packed_weights,
+        # some activation buffers stored as char in a short design (hw/storage.py)
+        "narrow_act": plan.narrow_act,
         # the multiply-accumulate kernels' accumulator (docs/fixed-point.md): its C type, the
         # unsigned type it wraps in, and the cast that reads it as a signed long
         "acc": {"bits": plan.acc_bits, "t": "long" if plan.acc_bits == 64 else "int",

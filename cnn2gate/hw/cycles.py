@@ -41,6 +41,12 @@ class CostContext:
     launch: float  # launch overhead in cycles
     arch: object  # Arch
     packed: bool = False  # weights stored packed at each layer's width (DataWidths.packs_weights)
+    # {(layer, "rd" | "wr")}: conv-chain inputs / outputs stored as char in a short design (hw/storage.py)
+    narrow: frozenset = frozenset()
+
+    def act_bytes(self, k, side: str) -> int:
+        """Bytes per element of layer k's input ("rd") or output ("wr") buffer in external memory."""
+        return 1 if (k.name, side) in self.narrow else self.widths.data_bytes
 
     def weight_bytes(self, k) -> int:
         """Bytes of layer k's weight file, as the code generator writes it."""

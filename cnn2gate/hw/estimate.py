@@ -12,6 +12,7 @@ from .config import HwConfig, check_config, default_config, load_config
 from .latency import DRAM_EFFICIENCY, LayerCost, cost_context, layer_costs
 from .memory import Footprint, footprint
 from .resources import Resources, estimate_resources
+from .storage import narrow_io, out_bits_of
 from .widths import DataWidths, resolve_accumulator, widths_from_formats
 
 
@@ -136,11 +137,14 @@ def estimate(graph: Graph, board: Board | str = "a10", config: HwConfig | dict |
     lowered = lower(graph)
     widths = resolve_accumulator(widths_from_formats(formats), lowered.layers)
     fmax = float(config.fmax_mhz or board.fmax_mhz)
-    costs = layer_costs(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch)
+    # activation buffers the generated design keeps at 8 bits in a 16-bit design (hw/storage.py)
+    narrow = narrow_io(graph, lowered, out_bits_of(formats), widths.data_bytes, config.vec_size,
+                       config.lane_num) if arch is GENERATED else frozenset()
+    costs = layer_costs(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch, narrow)
     layers = tuple(_layer(c, fmax) for c in costs)
     total_ms = sum(layer.ms for layer in layers)
     gops = 2.0 * lowered.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
-    resources = estimate_resources(lowered, config, widths, board, arch)
-    memory = footprint(graph, lowered, cost_context(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch),
-                       board)
+    resources = estimate_resources(lowered, config, widths, board, arch, bool(narrow))
+    memory = footprint(graph, lowered, cost_context(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch,
+                                                    narrow), board)
     return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name, memory)

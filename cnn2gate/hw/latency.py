@@ -21,14 +21,16 @@ __all__ = ["layer_costs", "cost_context", "LayerCost", "DRAM_EFFICIENCY", "LAUNC
 
 
 def layer_costs(lowered, config: HwConfig, widths: DataWidths, bandwidth_gbs: float,
-                fmax_mhz: float, arch: Arch) -> list[LayerCost]:
-    """One LayerCost per kernel layer of `lowered` (ops.lowering.lower)."""
-    ctx = cost_context(lowered, config, widths, bandwidth_gbs, fmax_mhz, arch)
+                fmax_mhz: float, arch: Arch, narrow: frozenset = frozenset()) -> list[LayerCost]:
+    """One LayerCost per kernel layer of `lowered` (ops.lowering.lower); `narrow`: the
+    char-stored conv-chain tensors (hw/storage.py narrow_io)."""
+    ctx = cost_context(lowered, config, widths, bandwidth_gbs, fmax_mhz, arch, narrow)
     return [k.op.cost(k, ctx) for k in lowered.layers]
 
 
 def cost_context(lowered, config: HwConfig, widths: DataWidths, bandwidth_gbs: float,
-                 fmax_mhz: float, arch: Arch) -> CostContext:
+                 fmax_mhz: float, arch: Arch, narrow: frozenset = frozenset()) -> CostContext:
     # packing is one decision for the whole design, as in codegen/plan.py
     packed = widths.packs_weights(k.name for k in lowered.layers if k.op.packs_weights)
-    return CostContext(config, widths, bytes_per_cycle(bandwidth_gbs, fmax_mhz), LAUNCH_US * fmax_mhz, arch, packed)
+    return CostContext(config, widths, bytes_per_cycle(bandwidth_gbs, fmax_mhz), LAUNCH_US * fmax_mhz, arch, packed,
+                       frozenset(narrow))

@@ -1,7 +1,8 @@
 """External-memory footprint of a design: what the host allocates on the board's DDR/HBM.
 
 Every tensor that is not a view (docs/architecture.md "Data layout") gets its own buffer of
-`⌈C/V⌉·H·W·V` data_t, `fc_batch` copies of it (one slot per image), and no buffer is reused
+`⌈C/V⌉·H·W·V` data_t (char where hw/storage.py keeps it at 8 bits in a short design),
+`fc_batch` copies of it (one slot per image), and no buffer is reused
 between layers; the weights are the weight files as `compile` writes them (packed or not).
 Biases and lookup tables (a few KiB per layer) and the slots' alignment padding are left out.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from .. import ops
 from ..ir.layers import GRAPH_INPUT, Graph
 from ..ops.base import ArchLimit, ceil_div, chw
+from .storage import narrow_buffers
 
 GIB = 1 << 30
 
@@ -71,6 +73,9 @@ def footprint(graph: Graph, lowered, ctx, board) -> Footprint:
     """The design's external-memory bytes for the config and widths in `ctx` (hw/cycles.CostContext)."""
     v, b = ctx.config.vec_size, ctx.widths.data_bytes
     features = ctx.config.fc_batch * b * sum(ceil_div(c, v) * v * h * w for c, h, w in buffer_shapes(graph))
+    if ctx.narrow:  # char-stored buffers take one byte per element instead of b
+        features -= ctx.config.fc_batch * (b - 1) * sum(ceil_div(c, v) * v * h * w
+                                                          for c, h, w in narrow_buffers(graph, ctx.narrow))
     weights = sum(ctx.weight_bytes(k) for k in lowered.layers)
     return Footprint(int(features), int(weights), int(board.mem_capacity_gib * GIB))
 

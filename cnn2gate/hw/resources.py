@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .. import ops
@@ -192,9 +192,12 @@ class ResourceContext:
                 "ram_blocks": -(-port_bits // self.rb) + ram}
 
 
-def estimate_resources(lowered, c: HwConfig, w: DataWidths, board: Board, arch: Arch) -> Resources:
-    """Every kernel the design contains (ops.lowering.design_kernels), priced by its operator."""
-    ctx = ResourceContext(c, w, board, arch, buffer_sizes(lowered, c, arch),
+def estimate_resources(lowered, c: HwConfig, w: DataWidths, board: Board, arch: Arch,
+                       narrow_act: bool = False) -> Resources:
+    """Every kernel the design contains (ops.lowering.design_kernels), priced by its operator;
+    `narrow_act`: some activation buffer is stored as char in a short design (hw/storage.py)."""
+    sizes = buffer_sizes(lowered, c, arch)
+    ctx = ResourceContext(c, w, board, arch, replace(sizes, narrow_act=1) if narrow_act else sizes,
                           chain_packing(lowered, w, c.vec_size, c.lane_num))
     k = {}
     for op, layers in kernel_groups(lowered, arch):

@@ -5,7 +5,8 @@ The generated kernels have one datapath type `data_t` for all tensors
 format is at most 8 bits, else `short`. Multipliers are data_t x data_t and every
 tensor in external memory takes sizeof(data_t) bytes per element, except weights
 when they are packed (docs/generated-project.md): then every layer's weights are
-`bits`-bit fields of little-endian 32-bit words, 32 // bits fields per word.
+`bits`-bit fields of little-endian 32-bit words, 32 // bits fields per word; and
+except the activation buffers a short design keeps as char (hw/storage.py).
 
 The multiply-accumulate kernels' accumulator is 32 bits where every layer's worst case fits
 int32, else 64 (docs/fixed-point.md). From a quantized graph that is exact

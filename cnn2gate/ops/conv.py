@@ -307,6 +307,7 @@ class ConvOp(Op):
                 IN_STRIDE, IMAGES,
                 *K.fields("in_h", "in_w", "groups", "cg", "cv", "mb_num", "out_h", "out_w", "k_h", "k_w",
                           "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"), *K.packed_width(consts),
+                *narrow_flag(consts, "in_narrow", "L.rd_narrow"),
             ],
             "conv_core": [
                 K.bias_arg(consts),
@@ -314,7 +315,8 @@ class ConvOp(Op):
                 K.num("k_len", "L.cv * L.k_h * L.k_w"), *K.REQUANT,
             ],
             "mem_write": [K.OUT_ARG, K.OUT_OFF, K.num("out_vec", "L.wr_vec"), OUT_STRIDE, IMAGES,
-                          *K.fields("out_h", "out_w", "groups", "mg", "mb_num")],
+                          *K.fields("out_h", "out_w", "groups", "mg", "mb_num"),
+                          *narrow_flag(consts, "out_narrow", "L.wr_narrow")],
         }[kernel]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
@@ -326,8 +328,15 @@ class ConvOp(Op):
         scalar_rd = bool(buffers.scalar_read) if buffers is not None else True
         scalar_wr = bool(buffers.scalar_write) if buffers is not None else True
         fold = buffers.fold_max if buffers is not None and buffers.fold_max > 1 else 0  # FOLD_MAX tap loads
-        return {"mem_read": (2 + fold, v if scalar_rd else 0), "conv_core": (1, 0),
-                "mem_write": (lanes // write_chunk(v, lanes), lanes if scalar_wr else 0)}[kernel]
+        # char-stored buffers (hw/storage.py): a second, char-typed access at each whole-vector site
+        dup = 2 if buffers is not None and buffers.narrow_act else 1
+        return {"mem_read": (2 + fold + dup - 1, v if scalar_rd else 0), "conv_core": (1, 0),
+                "mem_write": (dup * (lanes // write_chunk(v, lanes)), lanes if scalar_wr else 0)}[kernel]
+
+
+def narrow_flag(consts, name: str, host: str) -> list:
+    """The per-layer flag of a char-stored buffer (hw/storage.py), only in designs that have one."""
+    return [K.num(name, host)] if consts.get("narrow_act") else []
 
 
 def placement_extra(layer, graph: Graph) -> dict:
@@ -424,11 +433,13 @@ def merged_windows(k: KernelLayer, gp: int, wvecs: int, fill: float, images: int
 
 
 def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
-    c, w, bpc, arch = ctx.config, ctx.widths, ctx.bpc, ctx.arch
+    c, bpc, arch = ctx.config, ctx.bpc, ctx.arch
     fold = 1
     if arch.fold_narrow_input:  # the geometry mem_read runs (input_fold)
         k, fold = folded(k, c.vec_size)
-    v, lanes, gp, b = c.vec_size, c.lane_num, c.conv_gp_size_x, w.data_bytes
+    v, lanes, gp = c.vec_size, c.lane_num, c.conv_gp_size_x
+    # per-tensor storage: a char-stored buffer moves one byte per element (hw/storage.py)
+    b_in, b_out = ctx.act_bytes(k, "rd"), ctx.act_bytes(k, "wr")
     cv = ceil_div(k.cg, v)
     blocks = k.groups * ceil_div(k.mg, lanes)
     ww = k.window_width(gp)
@@ -437,9 +448,9 @@ def chain_cost(k: KernelLayer, ctx, batch: int) -> cycles.LayerCost:
     # a block's weights, packed at the layer's width when the design packs
     block_bytes = ctx.widths.weight_file_bytes(k.name, 1, wvecs * lanes * v, ctx.packed and k.op.packs_weights)
     weight = cycles.load(wvecs, block_bytes / wvecs, bpc)
-    fill_bytes = v * b * fold  # a folded window entry gathers `fold` input vectors
+    fill_bytes = v * b_in * fold  # a folded window entry gathers `fold` input vectors
     window = cycles.load(k.kh * ww * cv, fill_bytes, bpc)
-    out_bytes = k.out_elems * b
+    out_bytes = k.out_elems * b_out
     stream = max(k.oh * k.ow * wvecs, out_bytes / blocks / bpc)
     if arch.write_lane_serial:  # memWrite needs LANE_NUM cycles per stored output item
         stream = max(stream, k.written_pixels * lanes)

@@ -68,6 +68,9 @@ class BufferSizes:
     fold_cg: int = 0
     # 1 when some resize layer is bilinear, so the resize kernel carries that branch (ResizeOp.buffer_needs)
     bilinear: int = 0
+    # 1 when some activation buffer is stored as char in a short design (hw/storage.py): mem_read
+    # and mem_write carry a second, char-typed access at their whole-vector sites
+    narrow_act: int = 0
 
     def declared(self) -> dict[str, int]:
         """The depths as the generated source declares them (a C array needs one element at least)."""
