@@ -27,31 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CACHE_DIR = Path(os.environ.get("CNN2GATE_BENCH_CACHE", "/tmp/cnn2gate-bench-cache"))
 
 
-def _descendants() -> set[int]:
-    """This process and everything it started (with --loopback: the nodes and their workers)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    seen, todo = set(), [os.getpid()]
-    while todo:
-        p = todo.pop()
-        if p not in seen:
-            seen.add(p)
-            todo.extend(children.get(p, []))
-    return seen
-
-
 def _cpu_by_role() -> dict[str, float]:
     """CPU seconds (user + system) so far of the Ray processes this process started:
     task workers (`ray::…`) and Ray's own (raylet, GCS, agents)."""
+    from cnn2gate.executor import descendant_pids
+
     tick = os.sysconf("SC_CLK_TCK")
     out = {"workers": 0.0, "ray": 0.0}
-    for pid in _descendants() - {os.getpid()}:
+    for pid in descendant_pids() - {os.getpid()}:
         try:
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")

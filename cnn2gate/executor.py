@@ -57,6 +57,28 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def descendant_pids(root: int | None = None) -> set[int]:
+    """`root` (default: this process) and every process it started, from /proc: the local pool's
+    workers, or the nodes and workers of a Ray cluster started in-process (loopback tests and
+    benchmarks account for their CPU and sockets this way)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended while we read
+            children.setdefault(ppid, []).append(int(d))
+    seen, todo = set(), [os.getpid() if root is None else root]
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(children.get(p, []))
+    return seen
+
+
 def _one_blas_thread() -> None:
     from threadpoolctl import threadpool_limits
 
@@ -422,11 +444,17 @@ class RayExecutor(Executor):
         return result
 
     def _cancel(self, refs) -> None:
+        """Leave none of `refs` running. A connection this executor opened is closed instead:
+        Ray then ends the job and kills its leased workers, while `ray.cancel` of a task whose
+        reply is in flight can crash the driver in Ray 2.60 (ray-project/ray#54846: "Tried to
+        complete task that was not pending")."""
+        if not refs:
+            return
+        if self._owns_connection:
+            self.close()
+            return
         for ref in refs:
-            try:
-                self._ray.cancel(ref, force=True)
-            except Exception:
-                pass
+            self._ray.cancel(ref)
 
     def close(self) -> None:
         if self._owns_connection and self._ray.is_initialized():

@@ -26,7 +26,7 @@ ray = pytest.importorskip("ray")
 
 from cnn2gate import executor as executor_mod  # noqa: E402
 from cnn2gate.cli import main  # noqa: E402
-from cnn2gate.executor import RayExecutor  # noqa: E402
+from cnn2gate.executor import RayExecutor, descendant_pids  # noqa: E402
 from cnn2gate.frontend import load_model  # noqa: E402
 from cnn2gate.quant import quantize, quantize_params  # noqa: E402
 from cnn2gate.sim.batches import shared_object, simulate_batches  # noqa: E402
@@ -306,31 +306,12 @@ def test_ctrl_c_leaves_no_tasks_behind(cluster, conv_model, tmp_path):
         ray.shutdown()
 
 
-def _ray_pids() -> set[int]:
-    """This process and everything it started (the nodes, their workers and agents)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    seen, todo = set(), [os.getpid()]
-    while todo:
-        p = todo.pop()
-        if p not in seen:
-            seen.add(p)
-            todo.extend(children.get(p, []))
-    return seen
-
-
 def test_ray_stays_on_loopback(cluster):
     c, _ = cluster
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
     try:
         ray.get([ray.remote(num_cpus=1)(lambda: 1).remote() for _ in range(4)])
-        pids = _ray_pids()
+        pids = descendant_pids()
         ss = subprocess.run(["ss", "-tuanpH"], capture_output=True, text=True, check=True).stdout
     finally:
         ray.shutdown()

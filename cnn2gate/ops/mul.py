@@ -120,13 +120,7 @@ class MulOp(Op):
         bound = (1 << (q.in_fmts[0].bits - 1)) * (1 << (q.in_fmts[1].bits - 1))
         dt = np.float32 if bound <= fast.F32_EXACT else np.float64
         acc = np.multiply(a, _broadcast(a, b), dtype=dt)
-        lo = float(acc.min()) if acc.size else 0.0
-        hi = float(acc.max()) if acc.size else 0.0
-        info = {"acc_min": int(lo), "acc_max": int(hi), "sat_low": 0, "sat_high": 0}
-        t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
-        if lo < t_lo or hi > t_hi or q.act == "leaky":
-            info["sat_low"], info["sat_high"] = fx.saturation_counts(acc.astype(np.int64), q.shift, q.out, q.act,
-                                                                     q.alpha_q)
+        info = fast.acc_info(q, acc)
         return fast.requant_float(q, acc, bound), info
 
     def quant_params(self, q, ins, wfmt) -> None:

@@ -257,13 +257,7 @@ class ResizeOp(MovingOp):
         ty, tx = ((t[:, 0], t[:, 1], t[:, 2].astype(np.float64), t[:, 3].astype(np.float64))
                   for t in layer_taps(q.layer))
         acc = _interpolate(np.asarray(x, dtype=np.float64), ty, tx)
-        lo = float(acc.min()) if acc.size else 0.0
-        hi = float(acc.max()) if acc.size else 0.0
-        info = {"acc_min": int(lo), "acc_max": int(hi), "sat_low": 0, "sat_high": 0}
-        t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
-        if lo < t_lo or hi > t_hi or q.act == "leaky":
-            info["sat_low"], info["sat_high"] = fx.saturation_counts(acc.astype(np.int64), q.shift, q.out, q.act,
-                                                                     q.alpha_q)
+        info = fast.acc_info(q, acc)
         bound = 1 << (q.in_fmts[0].bits - 1 + 2 * RESIZE_WEIGHT_BITS)
         return fast.requant_float(q, acc, bound), info
 

@@ -424,12 +424,7 @@ def _finish(q: QLayer, acc: np.ndarray, plans: list[GemmPlan]):
     """Stats on the exact accumulators, then the requant step in floating point."""
     if plans[0].fused:
         return _finish_fused(q, acc)
-    acc_min = float(acc.min()) if acc.size else 0.0
-    acc_max = float(acc.max()) if acc.size else 0.0
-    info = {"acc_min": int(acc_min), "acc_max": int(acc_max), "sat_low": 0, "sat_high": 0}
-    t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
-    if q.act == "leaky" or acc_min < t_lo or acc_max > t_hi:
-        info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
+    info = acc_info(q, acc)
     bound = q.cache.get("plan_bound")
     if bound is None:
         bound = q.cache["plan_bound"] = max(p.bound for p in plans)
@@ -477,6 +472,18 @@ def _sat_counts(q: QLayer, a: np.ndarray) -> tuple[int, int]:
         t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
         return int(np.count_nonzero(a < t_lo)), int(np.count_nonzero(a > t_hi))
     return fx.saturation_counts(a.astype(np.int64), q.shift, q.out, q.act, q.alpha_q)
+
+
+def acc_info(q: QLayer, acc: np.ndarray) -> dict:
+    """Accumulator statistics of exact integer-valued float accumulators (as reference.acc_info);
+    saturations are counted only when the extremes say some output clamps."""
+    lo = float(acc.min()) if acc.size else 0.0
+    hi = float(acc.max()) if acc.size else 0.0
+    info = {"acc_min": int(lo), "acc_max": int(hi), "sat_low": 0, "sat_high": 0}
+    t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
+    if q.act == "leaky" or lo < t_lo or hi > t_hi:
+        info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
+    return info
 
 
 def requant_float(q: QLayer, acc: np.ndarray, bound: int) -> np.ndarray:
@@ -574,12 +581,7 @@ def add(q: QLayer, *xs: np.ndarray):
     acc = np.multiply(xs[0], dt(np.ldexp(1.0, q.in_shifts[0])), dtype=dt)
     for x, k in zip(xs[1:], q.in_shifts[1:]):
         acc += x * dt(np.ldexp(1.0, k)) if k else x
-    acc_min = float(acc.min()) if acc.size else 0.0
-    acc_max = float(acc.max()) if acc.size else 0.0
-    info = {"acc_min": int(acc_min), "acc_max": int(acc_max), "sat_low": 0, "sat_high": 0}
-    t_lo, t_hi = fx.in_range_bounds(q.shift, q.out)
-    if acc_min < t_lo or acc_max > t_hi:
-        info["sat_low"], info["sat_high"] = _sat_counts(q, acc)
+    info = acc_info(q, acc)  # before requant_float, which may work in place
     return requant_float(q, acc, bound), info
 
 
