@@ -1,6 +1,6 @@
 """Bit-accurate simulation speed vs onnxruntime float32 on the same model, same process, same threads.
 
-    python benchmarks/sim_speed.py [--models vgg16,resnet18,mobilenetv2] [--threads N] [--repeat 10] [--ort-spinning 0|1]
+    python benchmarks/sim_speed.py [--models vgg16,resnet18,mobilenetv2] [--threads N] [--repeat 10] [--ort-spinning 0|1] [--ort-spin-stop 0|1]
 
 Models are the full-size random-weight networks of examples/models.py (224x224,
 batch 1). The simulator runs its fast path (exact integer arithmetic on BLAS)
@@ -15,7 +15,12 @@ the same count (threadpoolctl), and the simulator runs its tiled GEMMs on that
 many threads with the BLAS held at one thread meanwhile (sim/fast.py).
 onnxruntime's workers spin while waiting for work by default
 (`session.intra_op.allow_spinning`); `--ort-spinning 0` turns that off, which
-frees the cores between its runs but can cost onnxruntime some latency.
+frees the cores between its runs but can cost onnxruntime some latency. By default the
+benchmark's session also stops spinning when its run returns
+(`session.force_spinning_stop`; `--ort-spin-stop 0` keeps the old behaviour): otherwise
+its workers keep one of the cores busy well into the simulator's run that follows, and
+that run, not onnxruntime's, pays for them (ResNet-18 on 2 cores: simulator 32-36 ms
+instead of 23-25 ms). onnxruntime's own runs still spin while they work.
 ONNX exports are cached in $CNN2GATE_BENCH_CACHE (default /tmp/cnn2gate-bench-cache).
 """
 from __future__ import annotations
@@ -49,7 +54,7 @@ def _times(fns, repeat: int) -> list[list[float]]:
     return times
 
 
-def bench(name: str, threads: int, repeat: int, ort_spinning: str = "1") -> float:
+def bench(name: str, threads: int, repeat: int, ort_spinning: str = "1", spin_stop: str = "1") -> float:
     import onnxruntime as ort
 
     from cnn2gate.frontend import load_model
@@ -70,6 +75,7 @@ def bench(name: str, threads: int, repeat: int, ort_spinning: str = "1") -> floa
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", ort_spinning)
+    opts.add_session_config_entry("session.force_spinning_stop", spin_stop)
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}
     result = {}
@@ -106,10 +112,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--ort-spinning", choices=["0", "1"], default="1",
                     help="onnxruntime session.intra_op.allow_spinning (default 1, its own default)")
+    ap.add_argument("--ort-spin-stop", choices=["0", "1"], default="1",
+                    help="onnxruntime session.force_spinning_stop: 1 (default) stops its idle workers "
+                         "spinning when a run returns, so they do not slow the simulator's run after it")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    print(f"threads: {args.threads} (onnxruntime intra-op and BLAS), onnxruntime spinning {args.ort_spinning}, "
+    print(f"threads: {args.threads} (onnxruntime intra-op and BLAS), onnxruntime spinning {args.ort_spinning} "
+          f"(stopped after each run: {args.ort_spin_stop}), "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     names = [n.strip() for n in args.models.split(",")]
     ratios = []
@@ -118,7 +128,7 @@ def main(argv=None) -> int:
                 for i in threadpool_info() if i["user_api"] == "blas"]
         print("BLAS:", "; ".join(blas) or "none found", flush=True)
         for name in names:
-            ratios.append(bench(name, args.threads, args.repeat, args.ort_spinning))
+            ratios.append(bench(name, args.threads, args.repeat, args.ort_spinning, args.ort_spin_stop))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(f"ratio sim/onnxruntime ({', '.join(names)}): {', '.join(f'{r:.2f}' for r in ratios)}")
     return 0

@@ -209,9 +209,13 @@ MIN_TILE_MACS = 1 << 22
 MIN_TILE_CHANNELS = 64
 #: fewest elements (dense weights, pool outputs) worth splitting between workers
 MIN_PARALLEL_SIZE = 1 << 16
+#: fewest dense weights worth splitting between workers; below, one thread's GEMV beats the
+#: hand-off (MobileNetV2's 1280 x 1000 classifier: 0.38 ms instead of 0.62 ms on 2 threads)
+MIN_TILED_DENSE = 1 << 22
 #: fewest multiply-adds (a max pool: 64 per input element, memory-bound) for which a layer's
-#: onnxruntime session gets more than one thread (about a millisecond of one core)
-MIN_ORT_THREADED_WORK = 1 << 25
+#: onnxruntime session gets more than one thread (about 0.03 ms of one core: its workers spin
+#: during the run, so a second thread pays off on all but the smallest layers)
+MIN_ORT_THREADED_WORK = 1 << 18
 
 
 def _blas() -> list:
@@ -224,8 +228,8 @@ def _blas() -> list:
 
 def _ort_threads(work: int) -> int:
     """Threads for a layer's onnxruntime session: the BLAS's count for `work` (multiply-adds)
-    of at least MIN_ORT_THREADED_WORK, else 1. Its idle workers sleep (no spinning), and
-    waking one costs more than it saves on small layers."""
+    of at least MIN_ORT_THREADED_WORK, else 1 (a second thread's hand-off costs more than it
+    saves on the smallest layers)."""
     return max(1, _blas_threads()) if work >= MIN_ORT_THREADED_WORK else 1
 
 
@@ -395,8 +399,10 @@ def dense(q: QLayer, x: np.ndarray):
     if flat.dtype != plan.dtype:
         flat = flat.astype(plan.dtype)
     m = plan.w.shape[0]
+    # The BLAS stays at one thread either way: its own idle threads spin after a call and would
+    # slow the onnxruntime sessions of the next layers.
     with _single_threaded_blas() as workers:
-        if workers > 1 and m >= 2 * MIN_TILE_CHANNELS and plan.w.size >= 16 * MIN_PARALLEL_SIZE:
+        if workers > 1 and m >= 2 * MIN_TILE_CHANNELS and plan.w.size >= MIN_TILED_DENSE:
             # row blocks of the weights on the workers (a weight-streaming GEMV: bandwidth bound)
             acc = np.empty((m, flat.shape[0]), dtype=plan.acc_dtype)
             step = -(-m // (TILES_PER_WORKER * workers))

@@ -32,8 +32,11 @@ def _session(q: QLayer, node, inits: list, threads: int) -> ort.InferenceSession
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # one pool per layer: spinning idle threads of twenty sessions would starve the working one
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # One pool per layer. Its workers spin while the run lasts (waking a sleeping one costs
+    # more than a small layer's share of the work) and stop when it returns: idle spinning
+    # threads of twenty sessions would starve the working one.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(onnx.shape_inference.infer_shapes(model).SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
 
