@@ -114,3 +114,19 @@ def test_build_workers_default_and_one_are_serial():
     calib = np.random.default_rng(1).standard_normal((2,) + tuple(g.input_shape))
     assert_same_model(SensitivityModel.build(g, calib, (8,)), SensitivityModel.build(g, calib, (8,), workers=1))
     assert_same_model(SensitivityModel.build(g, calib, (8,)), SensitivityModel.build(g, calib, (8,), workers=0))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_build_reports_progress_to_its_total_and_changes_nothing(workers):
+    g = convert(B.mobilenet_block())
+    calib = np.random.default_rng(2).standard_normal((2,) + tuple(g.input_shape))
+    calls = []
+    watched = SensitivityModel.build(g, calib, (6, 8), workers=workers, progress=lambda d, t: calls.append((d, t)))
+    assert_same_model(watched, SensitivityModel.build(g, calib, (6, 8)))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1
+    total = totals.pop()
+    # every quantiser run (widths 6 and 8; the input's 8 bits are among them) and every noise term
+    # (the input's, then 2 roles x 2 widths per layer with a precision knob) counted once, in order
+    assert total == 2 + 1 + len(watched.noise)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == total

@@ -71,7 +71,7 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
     from ..explore import (DEFAULT_AGENT, DEFAULT_BUDGET, ENUMERATE_MAX_POINTS, ExploreOptions,
                            check_accuracy_request, explore)
     from ..explore.parallel import usable_cores
-    from ..explore.progress import ProgressBar
+    from ..explore.progress import BuildBar, ProgressBar
     from ..explore.report import render_summary
     from ..pipeline import write_explore_outputs
 
@@ -104,7 +104,8 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
     options = ExploreOptions(agent=agent, budget=budget, seed=seed, precision=precision, min_sqnr=min_sqnr,
                              calib=calib_x, max_accuracy_loss=max_accuracy_loss, labels=labels_y,
                              workers=workers or usable_cores(), enumerate_up_to=enumerate_up_to, cluster=cluster)
-    result = explore(graph, board, options, progress=bar)
+    build_bar = BuildBar() if bar is not None and precision else None
+    result = explore(graph, board, options, progress=bar, build_progress=build_bar)
     if bar is not None:
         bar.close(result.evaluator)
     write_explore_outputs(result, out_dir, graph=graph, board=board, force=force)

@@ -32,10 +32,12 @@ AGENTS = tuple(_agents.AGENTS)
 
 
 def explore(graph, board, options: ExploreOptions | None = None, *, progress=None, cost=None,
-            space: DesignSpace | None = None, sensitivity=None, executor=None) -> ExploreResult:
+            space: DesignSpace | None = None, sensitivity=None, executor=None,
+            build_progress=None) -> ExploreResult:
     """Search the design space of `graph` on `board` as `options` asks; returns an ExploreResult.
 
-    progress: callback(evaluator, evaluation). cost / space / sensitivity: replace the
+    progress: callback(evaluator, evaluation); build_progress: callback(done, total) while
+    the sensitivity model is built (SensitivityModel.build). cost / space / sensitivity: replace the
     hardware model, the declared space or the fidelity model (tests and benchmarks).
     """
     from ..hw import load_board
@@ -46,7 +48,7 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
 
         with RayExecutor(opts.cluster) as ex:
             return explore(graph, board, opts, progress=progress, cost=cost, space=space, sensitivity=sensitivity,
-                           executor=ex)
+                           executor=ex, build_progress=build_progress)
     labels = opts.validate()
     t0 = time.perf_counter()
     board_obj = load_board(board) if cost is None or space is None else board
@@ -68,7 +70,7 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
         from .fidelity import SensitivityModel
 
         sensitivity = SensitivityModel.build(graph, opts.calib, opts.bits, workers=int(opts.workers),
-                                             executor=executor)
+                                             executor=executor, progress=build_progress)
         sens_s = sensitivity.seconds
     calibration = None
     if opts.max_accuracy_loss is not None:

@@ -55,12 +55,13 @@ class SensitivityModel:
     # ---- construction ---------------------------------------------------------------
     @classmethod
     def build(cls, graph: Graph, calib: np.ndarray | None, bits, workers: int = 1,
-              executor=None) -> "SensitivityModel":
+              executor=None, progress=None) -> "SensitivityModel":
         """Quantise at every width and measure every tensor's noise power.
 
         `workers` > 1 spreads the per-layer noise measurements over that many forked
         processes (POSIX only); `executor` (a Ray cluster) runs them as its tasks instead.
-        The result is the same as the serial build, bit for bit.
+        The result is the same as the serial build, bit for bit. progress(done, total) is
+        called as quantiser runs and noise measurements finish.
         """
         import time
 
@@ -79,8 +80,6 @@ class SensitivityModel:
             check_sensitivity(source, graph, len(calib))
         model = cls(graph, calib, tuple(sorted(bits)))
         widths = list(model.bits) + ([INPUT_BITS] if INPUT_BITS not in model.bits else [])
-        formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib), executor)
-        model.base_formats = dict(zip(widths, formats))
         # One task per noise term: the input's rounding first, then every
         # (layer, width, role) in order.
         tasks: list[tuple] = [(None, 0, "input")]
@@ -90,6 +89,15 @@ class SensitivityModel:
             for b in model.bits:
                 tasks.append((i, b, "w_bits"))
                 tasks.append((i, b, "a_bits"))
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            progress(done[0], len(widths) + len(tasks))
+
+        tick = step if progress is not None else None
+        formats = fork_map(_worker_quantize, widths, int(workers or 1), (graph, calib), executor, tick)
+        model.base_formats = dict(zip(widths, formats))
         workers = int(workers or 1)
         # The float runs below use single-threaded BLAS whatever `workers` is: OpenBLAS
         # picks different kernels (different rounding) for different thread counts, and
@@ -112,7 +120,7 @@ class SensitivityModel:
                         raise ConfigError(f"model {graph.name}: the float output {name!r} is all zero on the "
                                           "calibration data")
                 # tasks near the input re-run the whole network: they come first, spread over the workers
-                results = fork_map(_worker_noise, tasks, workers, (model, ref, y), executor)
+                results = fork_map(_worker_noise, tasks, workers, (model, ref, y), executor, tick)
         finally:
             for layer in graph.layers:
                 if layer.name in saved:

@@ -36,8 +36,9 @@ def _ray_connected() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def fork_map(fn, tasks: list, workers: int, shared_state, executor=None) -> list:
+def fork_map(fn, tasks: list, workers: int, shared_state, executor=None, progress=None) -> list:
     """[fn(task) for task in tasks], on `workers` forked processes; fn reads `shared()`.
+    progress(n) is called as tasks finish, wherever they ran.
 
     The shared state reaches the workers through the fork (copy-on-write), not by
     pickling. Runs serially when workers <= 1, with a single task, where fork is not
@@ -46,11 +47,11 @@ def fork_map(fn, tasks: list, workers: int, shared_state, executor=None) -> list
     """
     if executor is not None:
         executor.share(shared_state)
-        return executor.map(fn, tasks)
+        return executor.map(fn, tasks, progress)
     if workers <= 1 or len(tasks) <= 1 or not _fork_available() or in_worker() or _ray_connected():
-        return SerialExecutor(shared_state).map(fn, tasks)
+        return SerialExecutor(shared_state).map(fn, tasks, progress)
     with LocalExecutor(min(workers, len(tasks)), shared_state) as ex:
-        return ex.map(fn, tasks)
+        return ex.map(fn, tasks, progress)
 
 
 def _cost_chunk(jobs):

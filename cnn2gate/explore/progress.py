@@ -1,4 +1,5 @@
-"""A one-line live progress bar on stderr: evaluations, best latency, feasibility."""
+"""One-line live progress bars on stderr: the sensitivity model's build, then the
+evaluations (best latency, feasibility)."""
 from __future__ import annotations
 
 import sys
@@ -41,4 +42,26 @@ class ProgressBar:
     def close(self, ev) -> None:
         self.draw(ev)
         self.stream.write("\n")
+        self.stream.flush()
+
+
+class BuildBar:
+    """Call with (done, total) as the sensitivity model's quantiser runs and noise terms
+    finish (on any worker or node); ends its line when the build is complete."""
+
+    def __init__(self, stream=None, hz: float = 10.0, width: int = 24):
+        self.stream = stream or sys.stderr
+        self.period = 1.0 / hz
+        self.width = width
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.period and done < total:
+            return
+        self._last = now
+        filled = int(min(done / max(total, 1), 1.0) * self.width)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} sensitivity terms ")
+        if done >= total:
+            self.stream.write("\n")
         self.stream.flush()
