@@ -71,20 +71,30 @@ _SMALLER = ("the model cannot be run at this input size on this machine: export 
             "its input dimensions are symbolic, give a smaller --input-shape C,H,W)")
 
 
-def check_calibration(source: str, graph: Graph, samples: int | None, *, formats_option: bool = False,
-                      available: int | None = None) -> None:
-    """Refuse a calibration run that cannot fit; samples None: the synthetic set."""
+def _shortfall(graph: Graph, samples: int | None, available: int | None, size):
+    """(needed, available, synthetic, samples, bytes for one sample) when `size(graph, n,
+    synthetic)` does not fit the memory available; None when it fits or nothing is known.
+    samples None: the synthetic set."""
     from .quant.calibrate import synthetic_count
 
     have = available_bytes() if available is None else available
     if have is None:
-        return
+        return None
     synthetic = samples is None
     n = synthetic_count(graph) if synthetic else samples
-    need = calibration_bytes(graph, n, synthetic)
+    need = size(graph, n, synthetic)
     if need <= have:
+        return None
+    return need, have, synthetic, n, size(graph, 1, False)
+
+
+def check_calibration(source: str, graph: Graph, samples: int | None, *, formats_option: bool = False,
+                      available: int | None = None) -> None:
+    """Refuse a calibration run that cannot fit; samples None: the synthetic set."""
+    short = _shortfall(graph, samples, available, calibration_bytes)
+    if short is None:
         return
-    one = calibration_bytes(graph, 1, False)
+    need, have, synthetic, n, one = short
     if one > have:
         instead = _SMALLER
     elif synthetic:
@@ -99,17 +109,10 @@ def check_calibration(source: str, graph: Graph, samples: int | None, *, formats
 def check_sensitivity(source: str, graph: Graph, samples: int | None, *, available: int | None = None) -> None:
     """Refuse explore's precision search when its sensitivity model cannot fit; samples None: the
     synthetic set."""
-    from .quant.calibrate import synthetic_count
-
-    have = available_bytes() if available is None else available
-    if have is None:
+    short = _shortfall(graph, samples, available, sensitivity_bytes)
+    if short is None:
         return
-    synthetic = samples is None
-    n = synthetic_count(graph) if synthetic else samples
-    need = sensitivity_bytes(graph, n, synthetic)
-    if need <= have:
-        return
-    one = sensitivity_bytes(graph, 1, False)
+    need, have, synthetic, n, one = short
     if one > have:
         instead = _SMALLER
     else:
