@@ -200,10 +200,12 @@ def _joint_space(m: str, b: str):
     return _SPACES[m, b]
 
 
-def _joint_run(m: str, b: str, agent: str, seed: int, budgets: tuple, top: int, fid) -> tuple:
+def _joint_run(m: str, b: str, agent: str, seed: int, budgets: tuple, top: int, fid,
+               uniform_start: bool = False) -> tuple:
     """Best feasible latency within each budget of one run of `top` evaluations, and its wall time."""
     t = time.perf_counter()
-    r = explore(_graph(m), b, ExploreOptions(agent=agent, budget=top, seed=seed, precision=True),
+    r = explore(_graph(m), b, ExploreOptions(agent=agent, budget=top, seed=seed, precision=True,
+                                             uniform_start=uniform_start),
                 space=_joint_space(m, b), sensitivity=fid)
     return tuple(_best_within(r.history, budget) for budget in budgets), time.perf_counter() - t
 
@@ -212,7 +214,8 @@ def _joint_run(m: str, b: str, agent: str, seed: int, budgets: tuple, top: int, 
 _WEIGHT = {"bo": 8, "ppo": 4, "sa": 1, "greedy": 1, "random": 1}
 
 
-def joint(models, boards, seeds, budgets, agents, jobs, bo_max=BO_MAX_BUDGET) -> tuple[list, list, dict]:
+def joint(models, boards, seeds, budgets, agents, jobs, bo_max=BO_MAX_BUDGET,
+          uniform_start: bool = False) -> tuple[list, list, dict]:
     from cnn2gate.explore.fidelity import SensitivityModel
     from cnn2gate.explore.space import PRECISION_BITS
 
@@ -236,10 +239,11 @@ def joint(models, boards, seeds, budgets, agents, jobs, bo_max=BO_MAX_BUDGET) ->
             for a in agents:
                 for s in seeds:
                     if a in BUDGET_AWARE:
-                        tasks += [(m, b, a, s, (budget,), budget, fids[m]) for budget in budgets]
+                        tasks += [(m, b, a, s, (budget,), budget, fids[m], uniform_start) for budget in budgets]
                     else:
                         top = max(budgets) if a != "bo" else min(max(budgets), bo_max)
-                        tasks.append((m, b, a, s, tuple(x for x in budgets if x <= top), top, fids[m]))
+                        tasks.append((m, b, a, s, tuple(x for x in budgets if x <= top), top, fids[m],
+                                      uniform_start))
     tasks.sort(key=lambda t: -_WEIGHT.get(t[2], 1) * t[5])
     runs: dict = {}
     wall: dict = {}
@@ -370,6 +374,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="runs at once (default: all usable cores)")
     ap.add_argument("--bo-max-budget", type=int, default=BO_MAX_BUDGET,
                     help="largest joint-space budget BO is run at (its cost grows with the trials)")
+    ap.add_argument("--uniform-start", action="store_true",
+                    help="joint part: every agent starts from the best uniform-width design (explore/uniform.py; "
+                         "off by default, so the agents are compared on their own)")
     args = ap.parse_args(argv)
     from cnn2gate.explore.parallel import usable_cores
 
@@ -400,7 +407,8 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - t:.0f} s)")
     if args.part in ("joint", "all"):
         t = time.perf_counter()
-        rows, cases, times = joint(joint_models, joint_boards, seeds, budgets, agents, jobs, args.bo_max_budget)
+        rows, cases, times = joint(joint_models, joint_boards, seeds, budgets, agents, jobs, args.bo_max_budget,
+                                   args.uniform_start)
         headers = ["model", "board", "space", "budget"] + list(agents) + [f"ppo vs {r}" for r in RIVALS]
         print("\n## Joint hardware + precision space (min SQNR 30 dB): median best latency (ms)\n")
         print(_table(rows, headers))

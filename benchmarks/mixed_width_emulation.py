@@ -15,7 +15,8 @@ choice at that weight width (`with_weight_bits`).
 
 Columns: the widths as `bits x count`, the accumulator bits, the storage type (`pkN`:
 conv_core packs two lanes per multiplier at N-bit weights), fc_batch, images, output
-elements compared, output elements that differ, layers whose dump matched every element.
+elements compared, output elements that differ, layers whose dump matched every element,
+seconds, and in a short design how many of its activation buffers are stored as char.
 
 Needs the emulation runtime (`make setup`); every run is bounded by --timeout (a channel
 deadlock would hang the emulator). Takes a few minutes. Last line:
@@ -151,7 +152,7 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mixed_width_"))
     rows, loaded = [], {}
     print(f"{'model':12s} {'design':17s} {'w_bits (layers)':34s} {'a_bits (tensors)':28s} {'acc':>3s} {'data_t':9s} "
-          f"{'fc_b':>4s} {'img':>3s} {'elements':>8s} {'mismatch':>8s} {'layers':>7s} {'first bad layer':16s} {'s':>6s}")
+          f"{'fc_b':>4s} {'img':>3s} {'elements':>8s} {'mismatch':>8s} {'layers':>7s} {'first bad layer':16s} {'s':>6s} {'char bufs':>9s}")
     for model, design, load, rule, cfg, batches in designs():
         if only and model not in only:
             continue
@@ -172,6 +173,9 @@ def main() -> int:
             cl = (out / "device" / "cnn2gate.cl").read_text()
             data_t = "char" if "typedef char data_t;" in cl else "short"
             packed = re.search(r"#define PACK_W_BITS (\d+)", cl)
+            # a short design's activation buffers stored as char (hw/storage.py), of all
+            flags = re.findall(r'\{"[^"]*", \d+, \d+, \d+, (\d)\}', (out / "host" / "layers.h").read_text())
+            chars = f"{flags.count('1')}/{len(flags)}" if flags else "-"
             hw = f"{data_t}{' pk' + packed.group(1) if packed else ''}"
             try:
                 res = emulate_project(out, inputs[:n], timeout=args.timeout, dump_dir=work / f"{tag}_dump")
@@ -188,7 +192,7 @@ def main() -> int:
             secs = time.perf_counter() - t0
             rows.append(verdict[4])
             print(f"{model:12s} {design:17s} {spread(w_bits.values()):34s} {spread(acts):28s} {qg.acc_bits:3d} {hw:9s} "
-                  f"{fc_batch:4d} {n:3d} {verdict[0]:8d} {verdict[1]:8d} {verdict[2]:>7s} {verdict[3]:16s} {secs:6.1f}",
+                  f"{fc_batch:4d} {n:3d} {verdict[0]:8d} {verdict[1]:8d} {verdict[2]:>7s} {verdict[3]:16s} {secs:6.1f} {chars:>9s}",
                   flush=True)
     if args.keep:
         print(f"projects under {work}")

@@ -1,6 +1,6 @@
 """Bit-accurate simulation speed vs onnxruntime float32 on the same model, same process, same threads.
 
-    python benchmarks/sim_speed.py [--models vgg16,resnet18,mobilenetv2] [--threads N] [--repeat 10] [--ort-spinning 0|1] [--ort-spin-stop 0|1]
+    python benchmarks/sim_speed.py [--models vgg16,resnet18,mobilenetv2] [--threads N] [--repeat 10] [--ort-spinning 0|1] [--ort-spin-stop 0|1] [--layer-sessions]
 
 Models are the full-size random-weight networks of examples/models.py (224x224,
 batch 1). The simulator runs its fast path (exact integer arithmetic on BLAS)
@@ -21,6 +21,8 @@ benchmark's session also stops spinning when its run returns
 its workers keep one of the cores busy well into the simulator's run that follows, and
 that run, not onnxruntime's, pays for them (ResNet-18 on 2 cores: simulator 32-36 ms
 instead of 23-25 ms). onnxruntime's own runs still spin while they work.
+`--layer-sessions` runs every layer in its own onnxruntime session (sim/fast.py) instead
+of joining runs of layers into one session (sim/chain.py), for before/after comparisons.
 ONNX exports are cached in $CNN2GATE_BENCH_CACHE (default /tmp/cnn2gate-bench-cache).
 """
 from __future__ import annotations
@@ -112,6 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--ort-spinning", choices=["0", "1"], default="1",
                     help="onnxruntime session.intra_op.allow_spinning (default 1, its own default)")
+    ap.add_argument("--layer-sessions", action="store_true",
+                    help="one onnxruntime session per layer (no runs of layers in one session)")
     ap.add_argument("--ort-spin-stop", choices=["0", "1"], default="1",
                     help="onnxruntime session.force_spinning_stop: 1 (default) stops its idle workers "
                          "spinning when a run returns, so they do not slow the simulator's run after it")
@@ -122,6 +126,10 @@ def main(argv=None) -> int:
           f"(stopped after each run: {args.ort_spin_stop}), "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     names = [n.strip() for n in args.models.split(",")]
+    if args.layer_sessions:
+        from cnn2gate.sim import chain
+
+        chain.ENABLED = False
     ratios = []
     with threadpool_limits(limits=args.threads):
         blas = [f"{i['internal_api']} {i['version']} ({i['threading_layer']}): {i['num_threads']} threads"

@@ -18,6 +18,7 @@ finish, wherever they ran.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing as mp
 import os
@@ -171,11 +172,19 @@ class LocalExecutor(Executor):
         self.workers = int(workers)
         # Kept until close(): the workers see the object as it was at the fork.
         _SHARED = shared_state
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
-                                         initializer=_one_blas_thread)
-        # Fork now, before the caller starts threads of its own (a fork pool forks every
-        # worker on its first task).
-        self._pool.submit(_noop).result()
+        # Garbage of this process must die here: an onnxruntime session collected in a forked
+        # child waits forever on its thread pool's threads, which the child does not have. And
+        # the child's collector leaves what it inherited alone (frozen at the fork).
+        gc.collect()
+        gc.freeze()
+        try:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                             initializer=_one_blas_thread)
+            # Fork now, before the caller starts threads of its own (a fork pool forks every
+            # worker on its first task).
+            self._pool.submit(_noop).result()
+        finally:
+            gc.unfreeze()
 
     def map(self, fn, tasks, progress=None) -> list:
         futures = [self._pool.submit(fn, task) for task in tasks]

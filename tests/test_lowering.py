@@ -21,6 +21,7 @@ from cnn2gate.hw import HwConfig, estimate, lower
 from cnn2gate.hw.arch import GENERATED
 from cnn2gate.hw.latency import cost_context
 from cnn2gate.hw.resources import lsus
+from cnn2gate.hw.storage import narrow_io, out_bits_of
 from cnn2gate.ops.conv import input_fold, vector_io, write_chunk
 from cnn2gate.ops.lowering import buffer_sizes
 from cnn2gate.quant import quantize, quantize_params, with_weight_bits
@@ -165,3 +166,30 @@ def test_modelled_weight_bytes_are_the_weight_files(quantized, mixed):
         if mixed and "w" in lp.arrays:
             assert lp.args["w_bits"] == formats.layers[k.name].weight.bits
     assert any(lp.arrays.get("w") is not None for lp in plan.layers)
+
+
+def test_char_buffers_are_priced_as_generated(quantized):
+    """With its last layer at 16 bits (data_t short), every activation buffer the plan stores
+    as char (the host's BufferCfg narrow flag) is the one the cost model prices at one byte,
+    on every side of every layer (hw/storage.py: one decision for both)."""
+    graph, formats, _ = quantized
+    cfg = CONFIGS[1]
+    wide = quantize(graph, bits=16).layers[graph.layers[-1].name]
+    layers = {**formats.layers, graph.layers[-1].name: wide}
+    mixed = type(formats)(formats.input, layers, dict(formats.stats))
+    plan = make_plan(quantize_params(graph, mixed), cfg)
+    est = estimate(graph, "a10", cfg, mixed)
+    assert plan.data_bits == 16 and plan.narrow_act
+    h = render_all(render_context(plan, "a10"))["host/layers.h"].decode()
+    narrow = [int(n) for n in re.findall(r'\{"[^"]*", \d+, \d+, \d+, (\d)\}', h)]
+    assert narrow == [int(b.narrow) for b in plan.buffers] and narrow[0] == 1  # the 8-bit input too
+    ctx = cost_context(lower(graph), cfg, est.widths, 1.0, 200.0, GENERATED,
+                       narrow_io(graph, lower(graph), out_bits_of(mixed), 2, cfg.vec_size, cfg.lane_num))
+    for lp in plan.layers:
+        k = lp.kernel_layer
+        if not k.op.kernels:
+            continue  # done by addressing
+        for i, view in enumerate(lp.inputs):
+            assert ctx.in_bytes(k, i) == (1 if narrow[view.buf] else 2) == (2 - ((lp.args["rd_narrow"] >> i) & 1))
+        assert ctx.out_bytes(k) == (1 if narrow[lp.output.buf] else 2) == 2 - lp.args["wr_narrow"]
+    assert narrow[plan.layers[-1].output.buf] == 0

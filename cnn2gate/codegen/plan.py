@@ -17,8 +17,8 @@ from ..errors import ModelError
 from ..hw.arch import ADD_MAX_INPUTS, GENERATED
 from ..hw.config import HwConfig
 from ..hw.packing import DspPacking, chain_packing
-from ..hw.storage import narrow_io, out_bits_of
-from ..hw.widths import widths_from_formats
+from ..hw.storage import char_kernels, narrow_io, out_bits_of, read_side
+from ..hw.widths import weight_type_bits, widths_from_formats
 from ..ir.layers import GRAPH_INPUT
 from ..ops.base import ArchLimit, KernelLayer, chw
 from ..ops.lowering import BufferSizes, buffer_sizes, design_kernels, limits, lower
@@ -33,7 +33,7 @@ ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "leaky": 3}
 #: the requantisation step, then whatever the operators' kernels read (`Op.host_fields`)
 _FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "batch", "shift", "out_bits", "act", "alpha_q", "six_q",
            "w_bits",  # the layer's packed weight width; 0 when its weights are data_t
-           "rd_narrow", "wr_narrow",  # conv chain: input / output buffer stored as char (hw/storage.py)
+           "rd_narrow", "wr_narrow",  # inputs (bit i: input i) / output stored as char (hw/storage.py)
            *dict.fromkeys(f for op in ops.OPS for f in op.host_fields))
 
 
@@ -84,6 +84,14 @@ class Plan:
     output_layers: list[int] = field(default_factory=list)  # every graph output in order; [0] is output_layer
     dsp_pack: DspPacking | None = None  # two products per multiplier in conv_core (hw/packing.py)
     acc_bits: int = 32  # the multiply-accumulate kernels' accumulator, 32 or 64 (QuantizedGraph.acc_bits)
+    # kernel -> "char" | "both": how its feature-map accesses are typed (hw/storage.py char_kernels)
+    char_modes: dict[str, str] = field(default_factory=dict)
+    weight_bits: int = 0  # conv_core's weight_t: 8 or 16 (hw/widths.py weight_type_bits); 0: data_bits
+
+    @property
+    def weight_type_bits(self) -> int:
+        """Bits of weight_t: below data_bits only in the narrow-weight mode."""
+        return self.weight_bits or self.data_bits
 
     @property
     def narrow_act(self) -> bool:
@@ -186,9 +194,10 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
     # activation buffers kept at 8 bits in a 16-bit design: one decision with the cost model
     narrow = narrow_io(graph, lowered, out_bits_of(qg), widths.data_bytes, hw.vec_size, hw.lane_num)
     for lp, layer in zip(layers, graph.layers):
-        if (layer.name, "rd") in narrow:
-            lp.args["rd_narrow"] = 1
-            buffers[lp.inputs[0].buf].narrow = True
+        for i, view_i in enumerate(lp.inputs):  # rd_narrow: bit i for input i
+            if (layer.name, read_side(i)) in narrow:
+                lp.args["rd_narrow"] |= 1 << i
+                buffers[view_i.buf].narrow = True
         if (layer.name, "wr") in narrow:
             lp.args["wr_narrow"] = 1
             buffers[lp.output.buf].narrow = True
@@ -196,7 +205,16 @@ def make_plan(qg: QuantizedGraph, hw: HwConfig) -> Plan:
     outputs = [index[stems[name]] for name in graph.outputs]
     return Plan(graph.name, hw, widths.mult_bits, chw(graph.input_shape), buffers, layers, outputs[0], kernels,
                 buffer_sizes(lowered, hw, GENERATED), packed, outputs,
-                dsp_pack=chain_packing(lowered, widths, hw.vec_size, hw.lane_num), acc_bits=qg.acc_bits)
+                dsp_pack=chain_packing(lowered, widths, hw.vec_size, hw.lane_num), acc_bits=qg.acc_bits,
+                weight_bits=_weight_bits(widths, lowered, packed), char_modes=char_kernels(lowered, narrow))
+
+
+def _weight_bits(widths, lowered, packed: bool) -> int:
+    """weight_t's width; the narrow-weight mode needs the weights packed in DDR (char fields
+    unpacked by mem_read), which an 8-bit weight in a short design always is."""
+    bits = weight_type_bits(widths, lowered)
+    assert packed or bits == widths.mult_bits, "narrow-weight mode with unpacked weights"
+    return bits
 
 
 __all__ = ["ACT_CODES", "ALL_KERNELS", "Buffer", "LayerPlan", "Plan", "View", "make_plan"]

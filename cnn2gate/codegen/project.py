@@ -132,8 +132,14 @@ def render_context(plan: Plan, board: str, bsp: str = "") -> dict:
         "n_layers": len(layers),
         "consts": constants(),
         "packed_weights": plan.packed_weights,
+        # conv_core's weight type (hw/widths.py weight_type_bits): char below a short data_t
+        # in the narrow-weight mode, else data_t itself
+        "weight_type": "char" if plan.weight_type_bits == 8 else "short",
+        "narrow_weights": plan.weight_type_bits < plan.data_bits,
         # some activation buffers stored as char in a short design (hw/storage.py)
         "narrow_act": plan.narrow_act,
+        # per kernel off the conv chain: "char" (all its feature maps char) or "both" (a flag per pointer)
+        "char_modes": plan.char_modes,
         # the multiply-accumulate kernels' accumulator (docs/fixed-point.md): its C type, the
         # unsigned type it wraps in, and the cast that reads it as a signed long
         "acc": {"bits": plan.acc_bits, "t": "long" if plan.acc_bits == 64 else "int",

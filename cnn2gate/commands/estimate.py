@@ -115,5 +115,9 @@ def _packing_line(facts: dict | None) -> str:
     else:
         mode = "none (one product per multiplier)"
     n = facts["products_per_dsp"]
-    return (f"DSP packing: {mode}; {n} product{'s' if n != 1 else ''} per DSP block "
+    line = (f"DSP packing: {mode}; {n} product{'s' if n != 1 else ''} per DSP block "
             f"(board {facts['figure']}, {how})")
+    if "weight_bits" in facts:  # hw/widths.py narrow-weight mode
+        line += (f"; weights {facts['weight_bits']}-bit in conv_core (narrow-weight mode): priced as the "
+                 "16-bit multiply, no DSP mode below 18 bits holds a 16-bit operand")
+    return line

@@ -50,6 +50,10 @@ def _load_labels(path):
                    "the validation inputs of --max-accuracy-loss.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
               help="Class labels (.npy, N integers) of the --calib inputs, for --max-accuracy-loss.")
+@click.option("--uniform-start/--no-uniform-start", default=True, show_default=True,
+              help="With --precision: before the agent runs, cost every hardware config at each minimal uniform "
+                   "weight/activation width pair that meets the bound and start the search from the best "
+                   "(its configurations are not charged to --budget; the start design is evaluation 1).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output folder (best_config.json, history.csv, summary.json, plots, report.html).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
@@ -64,7 +68,7 @@ def _load_labels(path):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table.")
 @json_option
 def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr, max_accuracy_loss, calib, labels,
-            workers, cluster, out_dir, force, quiet, as_json):
+            uniform_start, workers, cluster, out_dir, force, quiet, as_json):
     """Search hardware parameters (and optionally per-layer precision) of MODEL for a board."""
     from pathlib import Path
 
@@ -101,9 +105,13 @@ def command(model, input_shape, board, agent, budget, seed, precision, min_sqnr,
                    f"{len(PRECISION_BITS)} widths on "
                    + (f"the Ray cluster at {cluster} ..." if cluster else f"{workers or usable_cores()} processes ..."),
                    err=True)
+        if uniform_start:
+            click.echo("then the uniform-width start: every hardware config at each minimal uniform width pair "
+                       "that meets the bound (not charged to the budget; --no-uniform-start skips it)", err=True)
     options = ExploreOptions(agent=agent, budget=budget, seed=seed, precision=precision, min_sqnr=min_sqnr,
                              calib=calib_x, max_accuracy_loss=max_accuracy_loss, labels=labels_y,
-                             workers=workers or usable_cores(), enumerate_up_to=enumerate_up_to, cluster=cluster)
+                             workers=workers or usable_cores(), enumerate_up_to=enumerate_up_to, cluster=cluster,
+                             uniform_start=uniform_start)
     build_bar = BuildBar() if bar is not None and precision else None
     result = explore(graph, board, options, progress=bar, build_progress=build_bar)
     if bar is not None:

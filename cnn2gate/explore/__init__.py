@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import agents as _agents
+from . import uniform as _uniform
 from .accuracy import calibrate_sqnr_bound
 from .costing import HwCost
 from .evaluator import BudgetExhausted, Evaluation, Evaluator
@@ -83,6 +84,13 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
         sens_s += time.perf_counter() - t_cal
     if space.has_precision:
         space = start_at_uniform_width(space, sensitivity, min_sqnr)
+    board_default = space.initial
+    ustart = None
+    if space.has_precision and opts.uniform_start and min_sqnr is not None:
+        ustart = _uniform_start(space, cost, sensitivity, min_sqnr, _weight_counts(graph),
+                                executor.workers if executor is not None else int(opts.workers), executor)
+        if ustart.point is not None:
+            space = _uniform.starting_at(space, ustart.point)
     # a small hardware-only space is cheaper to cost whole than to search: the exact optimum
     enumerated = not space.has_precision and 0 < space.size <= int(opts.enumerate_up_to)
     agent, budget = ("exhaustive", space.size) if enumerated else (opts.agent, int(opts.budget))
@@ -94,16 +102,21 @@ def explore(graph, board, options: ExploreOptions | None = None, *, progress=Non
     # Ray has started its threads can hang)
     batched = _agents.batches(agent)
     cost_workers = (executor.workers if executor is not None else int(opts.workers)) if batched else 1
+    if ustart is not None and ustart.point is not None:
+        # the incumbent: costed first, as evaluation 1 of the budget, whatever the agent does next
+        ev.agent = _uniform.AGENT
+        ev.evaluate(space.initial)
+        ev.agent = agent
     _search(ev, agent, opts.seed, cost, cost_workers, executor if batched else None)
-    initial = ev.cache.get(space.initial)
+    initial = ev.cache.get(board_default)
     if initial is None:  # costed outside the budget, for the summary only
         initial = Evaluator(space, cost, fidelity=ev.fidelity, min_sqnr=ev.min_sqnr,
-                            agent=agent, weight_counts=ev.weight_counts).evaluate(space.initial)
+                            agent=agent, weight_counts=ev.weight_counts).evaluate(board_default)
     run = SearchRun(graph.name, board_name, agent, int(opts.seed), budget, workers=cost_workers)
     bound = FidelityBound(min_sqnr, None if opts.max_accuracy_loss is None else float(opts.max_accuracy_loss),
                           calibration)
     result = ExploreResult(run, space, ev, None, initial, bound=bound, timings=Timings(sensitivity_s=sens_s),
-                           enumerated=enumerated)
+                           enumerated=enumerated, uniform_start=ustart)
     if enumerated:
         result.notes.append(f"the hardware space ({space.size:,} points) was enumerated: the best design is the "
                             f"exact optimum (--agent runs a search instead)")
@@ -130,6 +143,16 @@ def _search(ev: Evaluator, agent: str, seed: int, cost, workers: int, executor=N
         if ev.pool is not None:
             ev.pool.close()
             ev.pool = None
+
+
+def _uniform_start(space, cost, fidelity, min_sqnr, weight_counts, workers: int, executor=None):
+    """The best uniform-width design: every hardware config costed at each minimal width pair
+    (uniform.py), the batches on a cost pool as the exhaustive agent's are."""
+    def run(ev):
+        _search(ev, "exhaustive", 0, cost, workers, executor)
+
+    return _uniform.find(space, cost, fidelity, min_sqnr, weight_counts=weight_counts, run=run,
+                         max_points=ENUMERATE_MAX_POINTS)
 
 
 def _weight_counts(graph) -> dict:

@@ -29,9 +29,7 @@ from ..errors import ConfigError
 from ..ir import reference as float_ref
 from ..ir.layers import GRAPH_INPUT, Graph
 from .parallel import fork_map, shared
-from .space import has_precision_knob
-
-INPUT_BITS = 8  # the model input is always quantised to 8 bits (an image)
+from .space import INPUT_BITS, has_precision_knob, tensor_widths, weight_width
 
 
 def _fake_quant(x: np.ndarray, fmt) -> np.ndarray:
@@ -220,25 +218,13 @@ class SensitivityModel:
         from ..quant.calibrate import tied_tensors
         from ..quant.formats import Formats, LayerFormat, validate
 
-        width = {GRAPH_INPUT: INPUT_BITS}
-        for layer in self.graph.layers:
-            if has_precision_knob(layer):
-                width[layer.name] = int(bits[layer.name]["a_bits"])
-            else:
-                width[layer.name] = max(width[s] for s in layer.inputs)
-        groups = tied_tensors(self.graph)
-        widest: dict[str, int] = {}
-        for name, b in width.items():
-            root = groups.find(name)
-            widest[root] = max(widest.get(root, 0), b)
-        width = {name: widest[groups.find(name)] for name in width}
+        width = tensor_widths(self.graph, bits, tied_tensors(self.graph))
         layers = {}
         for layer in self.graph.layers:
             out = self.base_formats[width[layer.name]].layers[layer.name].out
             wfmt = None
             if layer.has_weights:
-                wb = int(bits[layer.name]["w_bits"]) if layer.name in bits else width[layer.name]
-                wfmt = self.base_formats[wb].layers[layer.name].weight
+                wfmt = self.base_formats[weight_width(layer, bits, width)].layers[layer.name].weight
             layers[layer.name] = LayerFormat(out, wfmt)
         fm = Formats(self.base_formats[width[GRAPH_INPUT]].input, layers,
                      {"chosen_by": "cnn2gate explore", "calibration_samples": int(self.calib.shape[0])})

@@ -53,6 +53,10 @@ class ExploreOptions:
     calib: np.ndarray | None = None
     labels: np.ndarray | None = None
     enumerate_up_to: int = 0
+    #: precision searches: cost the hardware space at the minimal uniform width pairs that meet
+    #: the bound and start the agent from the best of them (explore/uniform.py); the CLI's default
+    #: is on, the API's off, so agents can be compared on their own
+    uniform_start: bool = False
     #: Ray cluster address (`auto`: RAY_ADDRESS): the sensitivity build and the simulator checks run
     #: there as tasks; the result does not depend on it (docs/cluster.md)
     cluster: str | None = None

@@ -21,6 +21,13 @@ def render_summary(result) -> str:
                      f"{e.resources.get('alm', 0):.1f}", f"{e.resources.get('ram_blocks', 0):.1f}",
                      ("yes" if e.feasible else "no") + (f" ({fid} dB)" if fid else "")])
     lines.append(format_table(rows, ["design", "config", "ms", "DSP %", "ALM %", "RAM %", "feasible"]))
+    us = result.uniform_start
+    if us is not None:
+        lines.append("")
+        how = (f" (the exact hardware optimum over {len(us.pairs)} uniform width pair(s): {us.evaluations:,} "
+               f"configurations costed outside the budget in {us.seconds:.1f} s; the search started there)"
+               if us.best is not None else "")
+        lines.append(us.describe() + how)
     if best is None:
         lines.append("\nno feasible design found")
         return "\n".join(lines)

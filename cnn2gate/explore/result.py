@@ -58,6 +58,7 @@ class ExploreResult:
     timings: Timings = field(default_factory=Timings)
     notes: list = field(default_factory=list)
     enumerated: bool = False  # every point of the space was costed: best is the exact optimum
+    uniform_start: object = None  # uniform.UniformStart when the search started from one
 
     @property
     def history(self) -> list[Evaluation]:
@@ -97,6 +98,7 @@ class ExploreResult:
             "best": None if best is None else _evaluation_doc(best, self.space),
             "best_found_at_evaluation": None if best is None else best.index + 1,
             "initial": None if self.initial is None else _evaluation_doc(self.initial, self.space),
+            "uniform_start": None if self.uniform_start is None else self.uniform_start.to_dict(),
             "speedup_vs_initial": (round(self.initial.total_ms / best.total_ms, 3)
                                    if best is not None and self.initial is not None and self.initial.feasible else None),
             "feasible_fraction": round(sum(e.feasible for e in ev.history) / max(ev.n_evals, 1), 4),

@@ -164,6 +164,35 @@ def has_precision_knob(layer) -> bool:
     return ops.op_for(layer).precision_knob
 
 
+#: the model input is always quantised to 8 bits (an image)
+INPUT_BITS = 8
+
+
+def tensor_widths(graph, bits: dict, groups) -> dict[str, int]:
+    """Every tensor's activation width for per-layer widths {layer: {"a_bits"}} (GRAPH_INPUT
+    included): a layer without a precision knob takes the widest of its inputs, and tensors
+    that share a format (`groups`: quant.calibrate.tied_tensors) the widest of their group.
+    The one rule for the formats explore writes and the design it prices."""
+    from ..ir.layers import GRAPH_INPUT
+
+    width = {GRAPH_INPUT: INPUT_BITS}
+    for layer in graph.layers:
+        if has_precision_knob(layer):
+            width[layer.name] = int(bits[layer.name]["a_bits"])
+        else:
+            width[layer.name] = max(width[s] for s in layer.inputs)
+    widest: dict[str, int] = {}
+    for name, b in width.items():
+        root = groups.find(name)
+        widest[root] = max(widest.get(root, 0), b)
+    return {name: widest[groups.find(name)] for name in width}
+
+
+def weight_width(layer, bits: dict, width: dict[str, int]) -> int:
+    """A weighted layer's weight width: its knob, else its activation width."""
+    return int(bits[layer.name]["w_bits"]) if layer.name in bits else width[layer.name]
+
+
 def hw_legal_values(graph, board) -> dict[str, list]:
     """Legal values of every hardware knob for this model on this board (from the hw model)."""
     from ..hw import config as hwconfig  # the cost model owns the legality rules

@@ -41,17 +41,32 @@ class CostContext:
     launch: float  # launch overhead in cycles
     arch: object  # Arch
     packed: bool = False  # weights stored packed at each layer's width (DataWidths.packs_weights)
-    # {(layer, "rd" | "wr")}: conv-chain inputs / outputs stored as char in a short design (hw/storage.py)
+    # {(layer, side)}: inputs ("rd", "rd1", ...) and outputs ("wr") stored as char in a short
+    # design (hw/storage.py narrow_io)
     narrow: frozenset = frozenset()
 
     def act_bytes(self, k, side: str) -> int:
-        """Bytes per element of layer k's input ("rd") or output ("wr") buffer in external memory."""
+        """Bytes per element of layer k's first input ("rd"), input i (read_side(i)) or
+        output ("wr") buffer in external memory."""
         return 1 if (k.name, side) in self.narrow else self.widths.data_bytes
+
+    def in_bytes(self, k, i: int = 0) -> int:
+        """Bytes per element of layer k's input i in external memory."""
+        return self.act_bytes(k, read_side(i))
+
+    def out_bytes(self, k) -> int:
+        """Bytes per element of layer k's output in external memory."""
+        return self.act_bytes(k, "wr")
 
     def weight_bytes(self, k) -> int:
         """Bytes of layer k's weight file, as the code generator writes it."""
         blocks, per_block = k.op.weight_blocks(k, self.config)
         return self.widths.weight_file_bytes(k.name, blocks, per_block, self.packed and k.op.packs_weights)
+
+
+def read_side(i: int) -> str:
+    """The key of a layer's input i in the narrow set: "rd" for the first, "rd1", "rd2", ... after."""
+    return "rd" if i == 0 else f"rd{i}"
 
 
 def bytes_per_cycle(bandwidth_gbs: float, fmax_mhz: float) -> float:

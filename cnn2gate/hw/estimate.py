@@ -12,7 +12,7 @@ from .config import HwConfig, check_config, default_config, load_config
 from .latency import DRAM_EFFICIENCY, LayerCost, cost_context, layer_costs
 from .memory import Footprint, footprint
 from .resources import Resources, estimate_resources
-from .storage import narrow_io, out_bits_of
+from .storage import char_kernels, narrow_io, out_bits_of
 from .widths import DataWidths, resolve_accumulator, widths_from_formats
 
 
@@ -144,7 +144,8 @@ def estimate(graph: Graph, board: Board | str = "a10", config: HwConfig | dict |
     layers = tuple(_layer(c, fmax) for c in costs)
     total_ms = sum(layer.ms for layer in layers)
     gops = 2.0 * lowered.total_macs / (total_ms * 1e6) if total_ms > 0 else 0.0
-    resources = estimate_resources(lowered, config, widths, board, arch, bool(narrow))
+    both = tuple(sorted(k for k, mode in char_kernels(lowered, narrow).items() if mode == "both"))
+    resources = estimate_resources(lowered, config, widths, board, arch, bool(narrow), both)
     memory = footprint(graph, lowered, cost_context(lowered, config, widths, board.mem_bandwidth_gbs, fmax, arch,
                                                     narrow), board)
     return Estimate(board, config, widths, fmax, layers, total_ms, gops, resources, margin, arch.name, memory)

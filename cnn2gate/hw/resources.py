@@ -15,10 +15,10 @@ from functools import lru_cache
 
 from .. import ops
 from ..ops.lowering import BufferSizes, buffer_sizes, kernel_groups
-from .arch import Arch
+from .arch import GENERATED, Arch
 from .boards import Board
 from .packing import DspPacking, chain_packing
-from .widths import DataWidths
+from .widths import DataWidths, weight_type_bits
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import HwConfig
@@ -133,6 +133,7 @@ class ResourceContext:
     arch: Arch
     buffers: BufferSizes
     dsp_pack: DspPacking | None = None  # conv_core's packing (None: one product per multiply)
+    weight_bits: int = 0  # conv_core's weight_t (hw/widths.py weight_type_bits); 0: data_t's width
 
     @property
     def v(self) -> int:
@@ -149,6 +150,12 @@ class ResourceContext:
     @property
     def scale(self) -> float:
         return self.bits / 8.0
+
+    @property
+    def w_bits(self) -> int:
+        """Bits of conv_core's weight_t: its weight buffer, weight channel and one multiplier
+        operand (8 in the narrow-weight mode of a 16-bit design)."""
+        return self.weight_bits or self.bits
 
     @property
     def pack(self) -> int:
@@ -177,7 +184,11 @@ class ResourceContext:
         does not) and the board's `pair_products_per_dsp` prices them."""
         p = self.dsp_pack
         if p is None:
-            return -(-v * lanes // self.pack), ALM_PER_MAC * self.scale * v * lanes
+            # a data_t x weight_t product takes the multiplier data_t x data_t does on every
+            # family (boards/*.toml: no mode below 18 bits holds a 16-bit operand); its adder
+            # tree scales with the product width (ESTIMATE: 16x8 at 3/4 of 16x16)
+            prod = (self.bits + self.w_bits) / 16.0
+            return -(-v * lanes // self.pack), ALM_PER_MAC * prod * v * lanes
         pairs, single = divmod(lanes, 2)
         dsp = -(-(2 * v * pairs * self.pack + v * single * self.board.pair_packing())
                 // (self.board.pair_packing() * self.pack))
@@ -193,29 +204,34 @@ class ResourceContext:
 
 
 def estimate_resources(lowered, c: HwConfig, w: DataWidths, board: Board, arch: Arch,
-                       narrow_act: bool = False) -> Resources:
+                       narrow_act: bool = False, char_both: tuple[str, ...] = ()) -> Resources:
     """Every kernel the design contains (ops.lowering.design_kernels), priced by its operator;
-    `narrow_act`: some activation buffer is stored as char in a short design (hw/storage.py)."""
+    `narrow_act`: some activation buffer is stored as char in a short design; `char_both`: the
+    kernels that access char and data_t feature maps alike (hw/storage.py char_kernels)."""
     sizes = buffer_sizes(lowered, c, arch)
-    ctx = ResourceContext(c, w, board, arch, replace(sizes, narrow_act=1) if narrow_act else sizes,
-                          chain_packing(lowered, w, c.vec_size, c.lane_num))
+    ctx = ResourceContext(c, w, board, arch, replace(sizes, narrow_act=1, char_both=char_both) if narrow_act else sizes,
+                          chain_packing(lowered, w, c.vec_size, c.lane_num),
+                          weight_type_bits(w, lowered) if arch is GENERATED else w.mult_bits)
     k = {}
     for op, layers in kernel_groups(lowered, arch):
         k.update(op.kernel_resources(layers, ctx))
     bsp = {"dsp": board.bsp_overhead["dsp_blocks"], "alm": board.bsp_overhead["alms"],
            "ram_blocks": board.bsp_overhead["ram_blocks"]}
     available = {"dsp": board.dsp_blocks, "alm": board.alms, "ram_blocks": board.ram_blocks}
-    return Resources(k, bsp, available, ctx.buffers, dsp_packing_facts(board, ctx.dsp_pack, w.mult_bits))
+    return Resources(k, bsp, available, ctx.buffers, dsp_packing_facts(board, ctx.dsp_pack, w.mult_bits, ctx.w_bits))
 
 
-def dsp_packing_facts(board: Board, pack: DspPacking | None, bits: int) -> dict:
+def dsp_packing_facts(board: Board, pack: DspPacking | None, bits: int, weight_bits: int = 0) -> dict:
     """conv_core's multiply mode, the board figure that prices it and whether that figure
-    is an estimate (a citation starting with "estimate", or none at all)."""
+    is an estimate (a citation starting with "estimate", or none at all); `weight_bits`:
+    weight_t's width (below `bits` in the narrow-weight mode: the same DSP figure applies)."""
     key = "pair_products_per_dsp" if pack is not None else "dot_mults_per_dsp"
     products = board.pair_packing() if pack is not None else board.dot_packing(bits)
     source = board.sources.get(key, "")
     facts = {"mode": "pair" if pack is not None else "none", "products_per_dsp": products,
              "figure": key, "estimate": not source or key in board.estimated, "source": source}
+    if 0 < weight_bits < bits:  # narrow-weight mode: data_t x weight_t products, same figure
+        facts["weight_bits"] = weight_bits
     if pack is not None:
         facts.update(pack.to_dict())
     return facts

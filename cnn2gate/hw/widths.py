@@ -8,6 +8,13 @@ when they are packed (docs/generated-project.md): then every layer's weights are
 `bits`-bit fields of little-endian 32-bit words, 32 // bits fields per word; and
 except the activation buffers a short design keeps as char (hw/storage.py).
 
+Narrow-weight mode: conv_core's weights have their own type `weight_t`
+(`weight_type_bits`). It is data_t, except in a short design whose every conv_core
+layer (conv, dense, grouped conv) has weights of at most 8 bits: then weight_t is
+`char`, so mem_read's weight buffer and the weight channel are half as wide and the
+multipliers are short x char. Such a design always packs its weights in DDR (an 8-bit
+field is narrower than a short), so the DDR format does not change.
+
 The multiply-accumulate kernels' accumulator is 32 bits where every layer's worst case fits
 int32, else 64 (docs/fixed-point.md). From a quantized graph that is exact
 (QuantizedGraph.acc_bits); from bit widths alone it is estimated with every weight and
@@ -23,6 +30,8 @@ from ..errors import FormatsError
 DEFAULT_BITS = 8
 #: packed weights: the unit the kernels read and unpack
 WORD_BITS = 32
+#: weight_t in the narrow-weight mode (char)
+NARROW_WEIGHT_BITS = 8
 
 
 def fields_per_word(bits: int) -> int:
@@ -66,12 +75,33 @@ class DataWidths:
         per_data_t = WORD_BITS // self.mult_bits
         return any(fields_per_word(self.weight_bits(name)) > per_data_t for name in layers)
 
+    def weight_type_bits(self, chain) -> int:
+        """Bits of `weight_t`, the type conv_core's weights are buffered, streamed and
+        multiplied in, for the conv_core layers named in `chain`: 8 (char) when data_t is
+        short and each of them has weights of at most 8 bits (the narrow-weight mode),
+        else data_t's width. The one rule the plan, the templates and the cost model use."""
+        names = list(chain)
+        if self.mult_bits > NARROW_WEIGHT_BITS and names and \
+                all(self.weight_bits(n) <= NARROW_WEIGHT_BITS for n in names):
+            return NARROW_WEIGHT_BITS
+        return self.mult_bits
+
     def weight_file_bytes(self, layer: str, blocks: int, per_block: int, packed: bool) -> int:
         """Bytes of a weight file of `blocks` blocks of `per_block` weights; packed, each
         block starts on a word (the kernels address blocks by their word count)."""
         if packed:
             return blocks * packed_words(per_block, self.weight_bits(layer)) * WORD_BITS // 8
         return blocks * per_block * self.data_bytes
+
+
+def chain_layers(lowered) -> list[str]:
+    """Names of the kernel layers of a lowering that run on conv_core (their operator says so)."""
+    return [k.name for k in lowered.layers if "conv_core" in k.op.kernels]
+
+
+def weight_type_bits(widths: DataWidths, lowered) -> int:
+    """`widths.weight_type_bits` over the conv_core layers of `lowered`."""
+    return widths.weight_type_bits(chain_layers(lowered))
 
 
 #: narrow and wide accumulator (the same numbers as cnn2gate.quant.fixedpoint, which the

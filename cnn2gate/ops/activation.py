@@ -26,7 +26,7 @@ from ..hw import resources as R
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, chw, int32
+from .base import KernelLayer, Op, Unsupported, ceil_div, char_sites, chw, int32
 
 #: ALMs per activation lane at 8 bits (rounding shift, saturation, slope multiply; assumption)
 ALM_ACT_PER_LANE = 25.0
@@ -142,6 +142,7 @@ class ActivationOp(Op):
                       "tests/test_activation_tables.py::test_table_activations_bit_exact_in_emulator")
     kernels = ("act",)
     host_kind = "KIND_ACT"
+    char_activations = True
 
     def from_onnx(self, lw, n) -> None:
         fn = _ONNX_FNS.get(n.op) if not n.domain else _INTERNAL_FNS.get(n.op)
@@ -222,7 +223,7 @@ class ActivationOp(Op):
 
     def cost(self, k, ctx):
         compute = ceil_div(k.cg, ctx.config.vec_size) * k.ih * k.iw
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
+        nbytes = k.in_elems * ctx.in_bytes(k) + k.out_elems * ctx.out_bytes(k)
         if k.extra.get("fn", "none") != "none":  # the table load, one entry a cycle
             compute += ACT_LUT_SIZE
             nbytes += 4 * ACT_LUT_SIZE
@@ -239,11 +240,11 @@ class ActivationOp(Op):
 
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.Arg("lut", K.INTS, "rt.tables[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
-                K.num("h", "L.out_h"), K.num("w", "L.out_w"), *K.REQUANT]
+                K.num("h", "L.out_h"), K.num("w", "L.out_w"), *K.REQUANT, *K.narrow_flags(consts)]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # reads V elements and writes V
-        return (0, 2 * v) if arch.scalar_ports else (0, 0)
+        return (0, 2 * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)
 
 
 OP = ActivationOp()

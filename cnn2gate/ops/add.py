@@ -15,7 +15,7 @@ from ..hw.arch import ADD_MAX_INPUTS
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div
+from .base import KernelLayer, Op, Unsupported, ceil_div, char_sites
 
 #: ALMs per element-wise lane at 8 bits (adders, muxes; assumption)
 ALM_ELTWISE_PER_LANE = 30.0
@@ -46,6 +46,7 @@ class AddOp(Op):
     fusing_types = ("Add",)
     kernels = ("eltwise",)
     host_kind = "KIND_ADD"
+    char_activations = True
 
     def from_onnx(self, lw, n) -> None:
         # Add/Sub/Mul/Div with a per-channel constant were folded by the affine pass already.
@@ -73,6 +74,11 @@ class AddOp(Op):
 
         return fast.add(q, *(fast.f32(x) for x in xs))
 
+    def run_nodes(self, b, q, *xs):
+        from ..sim import chain
+
+        return chain.add_nodes(b, q, *xs)
+
     def quant_params(self, q, ins, wfmt) -> None:
         q.in_shifts, q.shift = fx.add_shifts(ins, q.out)
 
@@ -92,7 +98,7 @@ class AddOp(Op):
 
     def cost(self, k, ctx):
         compute = ceil_div(k.cg, ctx.config.vec_size) * k.ih * k.iw
-        nbytes = (k.n_inputs * k.in_elems + k.out_elems) * ctx.widths.data_bytes
+        nbytes = k.in_elems * sum(ctx.in_bytes(k, i) for i in range(k.n_inputs)) + k.out_elems * ctx.out_bytes(k)
         return cycles.streamed(k, ctx, compute, nbytes, (k.n_inputs - 1) * k.out_elems)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -106,12 +112,12 @@ class AddOp(Op):
             *[K.Arg(f"in{i}", K.IN, f"in({used[i]})") for i in slots], K.OUT_ARG, K.num("n_inputs", "L.n_in"),
             *[K.num(f"off{i}", f"L.in[{used[i]}].c_off") for i in slots],
             *[K.num(f"lsh{i}", f"L.lsh[{i}]") for i in slots],
-            K.OUT_OFF, K.CHANNELS, K.num("h", "L.out_h"), K.num("w", "L.out_w"), *K.REQUANT,
+            K.OUT_OFF, K.CHANNELS, K.num("h", "L.out_h"), K.num("w", "L.out_w"), *K.REQUANT, *K.narrow_flags(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # reads ADD_MAX_INPUTS x V elements and writes V
-        return (0, (ADD_MAX_INPUTS + 1) * v) if arch.scalar_ports else (0, 0)
+        return (0, (ADD_MAX_INPUTS + 1) * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)
 
 
 OP = AddOp()

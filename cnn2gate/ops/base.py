@@ -50,6 +50,13 @@ def chw(shape) -> tuple[int, int, int]:
     raise ValueError(f"tensor shape {shape} is neither (C, H, W) nor (N,)")
 
 
+def char_sites(buffers, kernel: str) -> int:
+    """Memory accesses per feature-map element access in `kernel`'s template: 2 where it sees
+    both char-stored and data_t feature maps (a data_t and a char access behind one flag,
+    hw/storage.py char_kernels), else 1. `buffers`: the design's BufferSizes, or None."""
+    return 2 if buffers is not None and kernel in buffers.char_both else 1
+
+
 def prod(shape) -> int:
     n = 1
     for d in shape:
@@ -131,6 +138,9 @@ class Op:
     batched: ClassVar[bool] = False
     #: its kernels read weights packed at the layer's width when the design packs (hw/widths.py)
     packs_weights: ClassVar[bool] = False
+    #: its kernels read and write char-stored activation buffers of a short design, one flag
+    #: per pointer (hw/storage.py); the conv chain decides per layer (ConvOp.vector_io)
+    char_activations: ClassVar[bool] = False
     # -- what the support matrix says (scripts/support_matrix.py -> docs/support-matrix.md) --
     #: ONNX forms the front end rewrites into a node this op builds from: {node type: the ONNX
     #: form}; every `internal_types` entry needs one (tests/test_support_matrix.py)
@@ -168,6 +178,11 @@ class Op:
     def fast(self, q: "QLayer", *xs: np.ndarray):
         """The simulator's fast path, (y as float32 integers, accumulator info), or None to
         run `int_ref` (memory-bound kinds: the int64 reference is fast enough)."""
+        return None
+
+    def run_nodes(self, b, q: "QLayer", *xs: str):
+        """This layer inside a run of layers in one onnxruntime session (sim/chain.py):
+        (output, raw sums) value names added to builder `b`, or None when it cannot join."""
         return None
 
     # -- quantisation ------------------------------------------------------------------

@@ -232,6 +232,11 @@ class ConvOp(Op):
 
         return fast.conv(q, fast.f32(x))
 
+    def run_nodes(self, b, q, x):
+        from ..sim import chain
+
+        return chain.conv_nodes(b, q, x)
+
     def quant_params(self, q, ins, wfmt) -> None:
         weighted_params(q, ins, wfmt)
 
@@ -286,7 +291,8 @@ class ConvOp(Op):
         v, lanes, bits, rb = ctx.v, ctx.lanes, ctx.bits, ctx.rb
         buf, arch, control = ctx.buffers, ctx.arch, ctx.control
         ram = arch.window_buffers * R.ram_blocks_for(v * bits, buf.window_depth, rb)
-        ram += lanes * R.ram_blocks_for(v * bits, buf.weight_depth, rb)  # one weight memory per lane
+        wbits = ctx.w_bits  # weight_t: char in the narrow-weight mode (hw/widths.py)
+        ram += lanes * R.ram_blocks_for(v * wbits, buf.weight_depth, rb)  # one weight memory per lane
         mac_dsp, mac_alm = ctx.mac_array(v, lanes)  # packed two lanes per multiplier when narrow
         out = {
             "mem_read": ctx.block(self, "mem_read", R.ALM_BASE / 3, ram, round(control * 2 / 3)),
@@ -297,7 +303,7 @@ class ConvOp(Op):
         }
         if arch.channel_depth:  # data_ch, weight_ch, out_ch FIFOs
             out["channels"] = {"dsp": 0, "alm": 0.0, "ram_blocks": sum(
-                R.ram_blocks_for(wd * bits, arch.channel_depth, rb) for wd in (v, lanes * v, lanes))}
+                R.ram_blocks_for(wd, arch.channel_depth, rb) for wd in (v * bits, lanes * v * wbits, lanes * bits))}
         return out
 
     def kernel_args(self, kernel, consts) -> list:
@@ -328,9 +334,10 @@ class ConvOp(Op):
         scalar_rd = bool(buffers.scalar_read) if buffers is not None else True
         scalar_wr = bool(buffers.scalar_write) if buffers is not None else True
         fold = buffers.fold_max if buffers is not None and buffers.fold_max > 1 else 0  # FOLD_MAX tap loads
-        # char-stored buffers (hw/storage.py): a second, char-typed access at each whole-vector site
+        # char-stored buffers (hw/storage.py): a second, char-typed access at each whole-vector
+        # site, the folded input's tap loads included
         dup = 2 if buffers is not None and buffers.narrow_act else 1
-        return {"mem_read": (2 + fold + dup - 1, v if scalar_rd else 0), "conv_core": (1, 0),
+        return {"mem_read": (2 + fold * dup + dup - 1, v if scalar_rd else 0), "conv_core": (1, 0),
                 "mem_write": (dup * (lanes // write_chunk(v, lanes)), lanes if scalar_wr else 0)}[kernel]
 
 

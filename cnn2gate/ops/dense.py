@@ -83,6 +83,9 @@ class DenseOp(ConvOp):
 
         return fast.dense(q, fast.f32(x))
 
+    def run_nodes(self, b, q, x):
+        return None  # a matrix-vector product: nothing to gain from a shared session
+
     def lower(self, layer: Dense, graph) -> KernelLayer:
         c, h, w = chw(layer.in_shape)
         return KernelLayer(op=self, kind="dense", cg=c, mg=layer.out_channels, kh=h, kw=w,

@@ -17,7 +17,7 @@ import numpy as np
 from ..hw import cycles
 from ..hw import resources as R
 from . import kernel_args as K
-from .base import KernelLayer, Unsupported, ceil_div, ceil_to
+from .base import KernelLayer, Unsupported, ceil_div, ceil_to, char_sites
 from .conv import Conv, ConvOp, chain_cost, geometry_args, is_channelwise
 
 
@@ -46,6 +46,7 @@ class DepthwiseOp(ConvOp):
     emulator_tests = ("tests/test_emulate.py::test_all_layer_kinds_bit_exact",)
     kernels = ("dw_conv",)
     host_kind = "KIND_DWCONV"
+    char_activations = True
 
     def matches(self, layer) -> bool:
         return type(layer) is Conv and is_channelwise(layer)
@@ -86,10 +87,10 @@ class DepthwiseOp(ConvOp):
     def cost(self, k, ctx):
         if not ctx.arch.has_kernel(self.kernels[0]):
             return chain_cost(self._as_grouped(k), ctx, 1)
-        v, b = ctx.config.vec_size, ctx.widths.data_bytes
+        v = ctx.config.vec_size
         cv = ceil_div(k.cg, v)
         compute = cv * k.oh * k.ow * k.kh * k.kw
-        nbytes = compute * v * b + k.out_elems * b + ctx.weight_bytes(k) + cv * v * 4
+        nbytes = compute * v * ctx.in_bytes(k) + k.out_elems * ctx.out_bytes(k) + ctx.weight_bytes(k) + cv * v * 4
         return cycles.streamed(k, ctx, compute, nbytes, 2 * k.macs)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -104,11 +105,11 @@ class DepthwiseOp(ConvOp):
             K.bias_arg(consts), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
             *K.fields("in_h", "in_w", "out_h", "out_w", "k_h", "k_w",
                       "stride_y", "stride_x", "dil_y", "dil_x", "pad_t", "pad_l"),
-            *K.REQUANT, *K.packed_width(consts),
+            *K.REQUANT, *K.packed_width(consts), *K.narrow_flags(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
-        return (2, 2 * v) if arch.scalar_ports else (0, 0)
+        return (2, 2 * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)
 
 
 OP = DepthwiseOp()

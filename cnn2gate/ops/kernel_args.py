@@ -59,5 +59,11 @@ def bias_arg(consts) -> Arg:
     return Arg("bias", LONGS if consts.get("acc_bits") == 64 else INTS, "rt.biases[index]")
 
 
+def narrow_flags(consts) -> list[Arg]:
+    """A design with char-stored activation buffers (hw/storage.py): bit i of `in_narrow` says
+    input i is stored as char, `out_narrow` the output (codegen/plan.py); absent otherwise."""
+    return [num("in_narrow", "L.rd_narrow"), num("out_narrow", "L.wr_narrow")] if consts.get("narrow_act") else []
+
+
 def packed_width(consts) -> list[Arg]:
     return fields("w_bits") if consts.get("packed_weights") else []

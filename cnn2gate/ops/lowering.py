@@ -71,6 +71,9 @@ class BufferSizes:
     # 1 when some activation buffer is stored as char in a short design (hw/storage.py): mem_read
     # and mem_write carry a second, char-typed access at their whole-vector sites
     narrow_act: int = 0
+    # kernels off the conv chain that see both char and data_t feature maps (hw/storage.py
+    # char_kernels): each access carries a data_t and a char site behind a flag
+    char_both: tuple[str, ...] = ()
 
     def declared(self) -> dict[str, int]:
         """The depths as the generated source declares them (a C array needs one element at least)."""

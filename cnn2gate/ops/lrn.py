@@ -17,7 +17,7 @@ from ..hw import resources as R
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, int32
+from .base import KernelLayer, Op, Unsupported, char_sites, int32
 
 
 @dataclass(eq=False, kw_only=True)
@@ -105,6 +105,7 @@ class LrnOp(Op):
     fusing_types = ("LRN",)
     kernels = ("lrn",)
     host_kind = "KIND_LRN"
+    char_activations = True
     host_fields = ("lrn_size", "lrn_half_lo")
 
     def from_onnx(self, lw, n) -> None:
@@ -153,7 +154,7 @@ class LrnOp(Op):
 
     def cost(self, k, ctx):
         compute = k.ih * k.iw * k.cg  # one channel per cycle, window unrolled
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
+        nbytes = k.in_elems * ctx.in_bytes(k) + k.out_elems * ctx.out_bytes(k)
         return cycles.streamed(k, ctx, compute, nbytes, k.out_elems * (k.extra["size"] + 3))
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -171,13 +172,13 @@ class LrnOp(Op):
         return [
             K.IN0, K.Arg("lut", K.INTS, "rt.tables[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
             K.num("h", "L.out_h"), K.num("w", "L.out_w"), K.num("size", "L.lrn_size"),
-            K.num("half_lo", "L.lrn_half_lo"), *K.REQUANT,
+            K.num("half_lo", "L.lrn_half_lo"), *K.REQUANT, *K.narrow_flags(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # reads its window plus the centre, writes one; the table comes in wide
         window = max(buffers.lrn_max, 1) if buffers is not None else 5
-        return (1, window + 2) if arch.scalar_ports else (3, 0)
+        return (1, (window + 2) * char_sites(buffers, kernel)) if arch.scalar_ports else (3, 0)
 
 
 OP = LrnOp()

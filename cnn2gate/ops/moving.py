@@ -11,7 +11,7 @@ import numpy as np
 
 from ..hw import cycles
 from ..quant import fixedpoint as fx
-from .base import Op, ceil_div
+from .base import Op, ceil_div, char_sites
 
 
 class MovingOp(Op):
@@ -19,6 +19,7 @@ class MovingOp(Op):
     keeps_name: ClassVar[str] = ""
     #: ALMs per lane of its kernel at 8 bits (address counters, output step; assumption)
     alm_per_lane: ClassVar[float] = 0.0
+    char_activations = True
 
     def move(self, layer, x: np.ndarray) -> np.ndarray:
         """The values of `x` at their output positions (any dtype)."""
@@ -44,7 +45,7 @@ class MovingOp(Op):
     def cost(self, k, ctx):
         # the input read once, the output written once
         compute = ceil_div(k.cg, ctx.config.vec_size) * k.oh * k.ow
-        nbytes = (k.in_elems + k.out_elems) * ctx.widths.data_bytes
+        nbytes = k.in_elems * ctx.in_bytes(k) + k.out_elems * ctx.out_bytes(k)
         return cycles.streamed(k, ctx, compute, nbytes, k.out_elems)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -53,4 +54,4 @@ class MovingOp(Op):
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # reads V elements and writes V
-        return (0, 2 * v) if arch.scalar_ports else (0, 0)
+        return (0, 2 * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)

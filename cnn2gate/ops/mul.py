@@ -17,7 +17,7 @@ from ..hw import cycles
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, chw
+from .base import KernelLayer, Op, Unsupported, ceil_div, char_sites, chw
 
 #: ALMs per product lane at 8 bits (gate register, rounding shift, saturation; assumption)
 ALM_MUL_PER_LANE = 30.0
@@ -84,6 +84,7 @@ class MulOp(Op):
     fusing_types = ("Mul",)
     kernels = ("mul",)
     host_kind = "KIND_MUL"
+    char_activations = True
 
     def from_onnx(self, lw, n) -> None:
         # a per-channel constant factor was folded by the affine pass already
@@ -135,7 +136,7 @@ class MulOp(Op):
     def cost(self, k, ctx):
         compute = ceil_div(k.cg, ctx.config.vec_size) * k.ih * k.iw
         second = k.cg if k.extra["per_channel"] else k.in_elems  # the gate is read once per channel
-        nbytes = (k.in_elems + second + k.out_elems) * ctx.widths.data_bytes
+        nbytes = k.in_elems * ctx.in_bytes(k, 0) + second * ctx.in_bytes(k, 1) + k.out_elems * ctx.out_bytes(k)
         return cycles.streamed(k, ctx, compute, nbytes, k.out_elems)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -150,11 +151,12 @@ class MulOp(Op):
             K.Arg("in0", K.IN, "in(0)"), K.Arg("in1", K.IN, "in(1)"), K.OUT_ARG,
             K.num("off0", "L.in[0].c_off"), K.num("off1", "L.in[1].c_off"), K.OUT_OFF, K.CHANNELS,
             K.num("h", "L.out_h"), K.num("w", "L.out_w"), K.num("per_channel", one_pixel), *K.REQUANT,
+            *K.narrow_flags(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # V loads each of in0, in1 by element and in1's gate (its own unrolled loop); V stores
-        return (0, 4 * v) if arch.scalar_ports else (0, 0)
+        return (0, 4 * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)
 
 
 OP = MulOp()

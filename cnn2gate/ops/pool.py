@@ -18,7 +18,7 @@ from ..ir.layers import Layer, Shape, conv_out_size
 from ..ir.windows import patches, valid_counts
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Op, Unsupported, ceil_div, int32
+from .base import KernelLayer, Op, Unsupported, ceil_div, char_sites, int32
 from .conv import GEOMETRY_FIELDS, geometry_args
 
 #: ALMs per pooling lane at 8 bits (comparators, muxes; assumption)
@@ -69,6 +69,7 @@ class PoolOp(Op):
     fusing_types = ("MaxPool", "AveragePool", "GlobalAveragePool")
     kernels = ("pool",)
     host_kind = "KIND_POOL"
+    char_activations = True
     host_fields = (*GEOMETRY_FIELDS, "is_max")
 
     def from_onnx(self, lw, n) -> None:
@@ -198,9 +199,9 @@ class PoolOp(Op):
         ops = k.out_elems * k.kh * k.kw
         if ctx.arch.pool_in_stream and k.extra["mode"] == "max":
             return cycles.free(k, ops)
-        v, b = ctx.config.vec_size, ctx.widths.data_bytes
+        v = ctx.config.vec_size
         compute = ceil_div(k.cg, v) * k.oh * k.ow * k.kh * k.kw
-        nbytes = compute * v * b + k.out_elems * b
+        nbytes = compute * v * ctx.in_bytes(k) + k.out_elems * ctx.out_bytes(k)
         return cycles.streamed(k, ctx, compute, nbytes, ops)
 
     def kernel_resources(self, layers, ctx) -> dict:
@@ -216,12 +217,12 @@ class PoolOp(Op):
             K.IN0, K.Arg("mult", K.INTS, "rt.tables[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
             *K.fields("in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_y", "stride_x", "pad_t", "pad_l",
                       "is_max"),
-            *K.REQUANT,
+            *K.REQUANT, *K.narrow_flags(consts),
         ]
 
     def ports(self, kernel, arch, v=1, lanes=1, buffers=None):
         # in the stream (PipeCNN) pooling has no memory port of its own
-        return (1, 2 * v) if arch.scalar_ports else (0, 0)
+        return (1, 2 * v * char_sites(buffers, kernel)) if arch.scalar_ports else (0, 0)
 
 
 OP = PoolOp()

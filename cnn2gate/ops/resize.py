@@ -28,7 +28,7 @@ from ..hw import cycles
 from ..ir.layers import Layer, Shape
 from ..quant import fixedpoint as fx
 from . import kernel_args as K
-from .base import KernelLayer, Unsupported, ceil_div, chw, int32
+from .base import KernelLayer, Unsupported, ceil_div, char_sites, chw, int32
 from .moving import MovingOp
 
 #: ALMs per resize lane at 8 bits (output step, address counters; assumption)
@@ -288,7 +288,7 @@ class ResizeOp(MovingOp):
         # the output row and column read with it
         cv = ceil_div(k.cg, ctx.config.vec_size)
         compute = cv * k.oh * k.ow
-        nbytes = 5 * k.out_elems * ctx.widths.data_bytes + 4 * TAPS_PER_COORD * cv * k.oh * (k.ow + 1)
+        nbytes = k.out_elems * (4 * ctx.in_bytes(k) + ctx.out_bytes(k)) + 4 * TAPS_PER_COORD * cv * k.oh * (k.ow + 1)
         return cycles.streamed(k, ctx, compute, nbytes, 4 * k.out_elems)
 
     def buffer_needs(self, k, hw, arch) -> dict:
@@ -310,7 +310,8 @@ class ResizeOp(MovingOp):
         if not arch.scalar_ports:
             return 0, 0
         bilinear = buffers is None or bool(buffers.bilinear)
-        return 0, 2 * v + (5 * v + 2 * TAPS_PER_COORD if bilinear else 0)
+        elements = (2 * v + (5 * v if bilinear else 0)) * char_sites(buffers, kernel)
+        return 0, elements + (2 * TAPS_PER_COORD if bilinear else 0)
 
     def template_constants(self) -> dict[str, int]:
         return {"resize_weight_bits": RESIZE_WEIGHT_BITS}
@@ -318,7 +319,7 @@ class ResizeOp(MovingOp):
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.Arg("taps", K.INTS, "rt.tables[index]"), K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
                 *K.fields("in_h", "in_w"), K.num("scale_y", "L.stride_y"), K.num("scale_x", "L.stride_x"),
-                K.num("linear", "L.k_h == 2"), *K.REQUANT]
+                K.num("linear", "L.k_h == 2"), *K.REQUANT, *K.narrow_flags(consts)]
 
 
 OP = ResizeOp()

@@ -115,7 +115,7 @@ class ShuffleOp(MovingOp):
 
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS, K.num("h", "L.out_h"), K.num("w", "L.out_w"),
-                *K.fields("groups"), *K.REQUANT]
+                *K.fields("groups"), *K.REQUANT, *K.narrow_flags(consts)]
 
 
 OP = ShuffleOp()

@@ -164,7 +164,8 @@ class ZeroInsertOp(MovingOp):
 
     def kernel_args(self, kernel, consts) -> list:
         return [K.IN0, K.OUT_ARG, K.IN_OFF, K.OUT_OFF, K.CHANNELS,
-                *K.fields("in_h", "in_w", "out_h", "out_w", "stride_y", "stride_x", "pad_t", "pad_l"), *K.REQUANT]
+                *K.fields("in_h", "in_w", "out_h", "out_w", "stride_y", "stride_x", "pad_t", "pad_l"), *K.REQUANT,
+                *K.narrow_flags(consts)]
 
 
 OP = ZeroInsertOp()

@@ -1,7 +1,8 @@
 """Bit-accurate simulation of a quantized graph (docs/fixed-point.md).
 
 Two paths that agree bit for bit: "reference" (plain int64) and "fast" (exact
-float BLAS, see sim/fast.py). The float executor is cnn2gate.ir.reference.
+float BLAS, see sim/fast.py; runs of consecutive layers it can compute in float32 share
+one onnxruntime session, see sim/chain.py). The float executor is cnn2gate.ir.reference.
 
 The accumulator is as wide as the formats need (docs/fixed-point.md): 32 bits when
 every layer's worst case fits int32, else 64. A multiply-accumulate layer whose worst
@@ -21,7 +22,7 @@ from ..ir.layers import GRAPH_INPUT, Graph
 from ..quant import fixedpoint as fx
 from ..quant.formats import Formats
 from ..quant.params import QuantizedGraph, quantize_params
-from . import fast, reference
+from . import chain, fast, reference
 
 PATHS = ("fast", "reference")
 
@@ -118,10 +119,17 @@ def simulate(graph: Graph, formats, x, *, path: str = "fast", check_overflow: bo
     values: dict[str, np.ndarray] = {GRAPH_INPUT: input_int if path == "reference" else input_int.astype(np.float32)}
     last_use = {src: i for i, layer in enumerate(graph.layers) for src in layer.inputs}
     stats, warnings = {}, []
+    runs = chain.runs(graph, qg) if path == "fast" and chain.ENABLED else {}
+    done = {}  # results of a run of layers in one session (sim/chain.py), by layer name
     for i, layer in enumerate(graph.layers):
         q = qg[layer.name]
         ins = [values[s] for s in layer.inputs]
-        if path == "fast" and layer.has_weights and q.acc_bound >= fast.F64_EXACT // 2:
+        here = runs.get(i)
+        if here is not None and here.fits(input_int.shape[0]):
+            done = dict(zip((r.name for r in here.layers), here.run(values)))
+        if layer.name in done:
+            y, info = done.pop(layer.name)
+        elif path == "fast" and layer.has_weights and q.acc_bound >= fast.F64_EXACT // 2:
             y, info = reference.run_layer(q, *(np.asarray(v).astype(np.int64) for v in ins))
             y = y.astype(np.float32)
         else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -197,6 +198,15 @@ _blas_libs: list | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # a forked child inherits the pool object but none of its threads: a submit would wait forever
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 #: bytes of one tile's im2col block (fits a slice of L3 next to the other workers')
 TILE_BYTES = 4 << 20
 #: fewest GEMM columns per tile (narrower GEMMs lose efficiency)
@@ -356,6 +366,17 @@ def _tiled_conv(q: QLayer, x: np.ndarray, plan: GemmPlan, workers: int):
     return z.reshape(n, m, oh, ow).astype(np.float32, copy=False), info
 
 
+def on_ort(q: QLayer, plans: list[GemmPlan]) -> bool:
+    """Whether conv layer q runs on onnxruntime's kernel (sim/ort_conv.py; sim/chain.py)."""
+    found = q.cache.get("on_ort")
+    if found is None:  # decided once: a channel-wise layer has one plan per channel
+        # fused (z) or bias-inline (acc) float32 sums: both within the bound
+        _, oh, ow = q.layer.out_shape
+        found = q.cache["on_ort"] = bool(q.weight.shape[0] and oh * ow and all(
+            len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans))
+    return found
+
+
 def conv(q: QLayer, x: np.ndarray):
     layer = q.layer
     n = x.shape[0]
@@ -363,12 +384,7 @@ def conv(q: QLayer, x: np.ndarray):
     _, oh, ow = layer.out_shape
     plans = _plans(q)
     mg = m // layer.groups
-    on_ort = q.cache.get("on_ort")
-    if on_ort is None:  # decided once: a channel-wise layer has one plan per channel
-        # fused (z) or bias-inline (acc) float32 sums: both within the bound
-        on_ort = q.cache["on_ort"] = bool(m and oh * ow and all(
-            len(p.chunks) == 1 and p.acc_dtype == np.float32 for p in plans))
-    if on_ort:
+    if on_ort(q, plans):
         work = x.shape[0] * layer.macs()
         return _finish(q, ort_conv.conv(q, x, plans, _ort_threads(work)), plans)
     if layer.groups == 1 and plans[0].fused and m and oh * ow:
@@ -448,9 +464,7 @@ def _fused_round(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
     fmt = q.out
     if not z.size:
         return np.inf, -np.inf, 0, 0
-    z_min, z_max = float(z.min()), float(z.max())
-    sat_low = int(np.count_nonzero(z < fmt.lo)) if z_min < fmt.lo else 0
-    sat_high = int(np.count_nonzero(z >= fmt.hi + 1)) if z_max >= fmt.hi + 1 else 0
+    z_min, z_max, sat_low, sat_high = fused_stats(q, z)
     if q.shift > 0:
         np.floor(z, out=z)
     lo = 0 if q.act in ("relu", "relu6") else fmt.lo
@@ -458,6 +472,17 @@ def _fused_round(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
     # lo, hi are integers: floor(z) < lo iff z < lo, floor(z) > hi iff z >= hi + 1
     if z_min < lo or z_max >= hi + 1:
         np.clip(z, lo, hi, out=z)  # (two-sided: NumPy's maximum/minimum with a scalar are slower)
+    return z_min, z_max, sat_low, sat_high
+
+
+def fused_stats(q: QLayer, z: np.ndarray) -> tuple[float, float, int, int]:
+    """(min z, max z, #saturating low, #saturating high) of a fused z."""
+    fmt = q.out
+    if not z.size:
+        return np.inf, -np.inf, 0, 0
+    z_min, z_max = float(z.min()), float(z.max())
+    sat_low = int(np.count_nonzero(z < fmt.lo)) if z_min < fmt.lo else 0
+    sat_high = int(np.count_nonzero(z >= fmt.hi + 1)) if z_max >= fmt.hi + 1 else 0
     return z_min, z_max, sat_low, sat_high
 
 

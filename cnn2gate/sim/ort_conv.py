@@ -12,6 +12,8 @@ never lets padding win.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -41,11 +43,18 @@ def _session(q: QLayer, node, inits: list, threads: int) -> ort.InferenceSession
                                 providers=["CPUExecutionProvider"])
 
 
+def session_key(threads: int) -> tuple[int, int]:
+    """Sessions by process and thread count: a forked child has none of its parent's
+    onnxruntime threads, so it builds its own sessions."""
+    return os.getpid(), threads
+
+
 def conv(q: QLayer, x: np.ndarray, plans, threads: int) -> np.ndarray:
     """W·x + bias exactly, for float32 single-chunk plans with the bias inside the bound (one
     per group): z for fused plans, the accumulator itself otherwise."""
-    sessions = q.cache.setdefault("ort_conv", {})  # by thread count
-    sess = sessions.get(threads)
+    sessions = q.cache.setdefault("ort_conv", {})
+    key = session_key(threads)
+    sess = sessions.get(key)
     if sess is None:
         layer = q.layer
         m, cg, kh, kw = q.weight.shape
@@ -54,17 +63,18 @@ def conv(q: QLayer, x: np.ndarray, plans, threads: int) -> np.ndarray:
         node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=list(layer.stride),
                                 pads=list(layer.pads), dilations=list(layer.dilation), group=layer.groups)
         inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")]
-        sess = sessions[threads] = _session(q, node, inits, threads)
+        sess = sessions[key] = _session(q, node, inits, threads)
     return sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def max_pool(q: QLayer, x: np.ndarray, threads: int) -> np.ndarray:
     """The window maxima of a max pool (before its activation)."""
     sessions = q.cache.setdefault("ort_pool", {})
-    sess = sessions.get(threads)
+    key = session_key(threads)
+    sess = sessions.get(key)
     if sess is None:
         layer = q.layer
         node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(layer.kernel),
                                 strides=list(layer.stride), pads=list(layer.pads))
-        sess = sessions[threads] = _session(q, node, [], threads)
+        sess = sessions[key] = _session(q, node, [], threads)
     return sess.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -3,7 +3,8 @@
 Trials are asked in batches of `BATCH` (TPE's constant-liar mode keeps a batch's
 proposals apart) and costed together, on the evaluator's pool when it has one. The
 batch size is fixed, so the history does not depend on the number of workers. The first
-trial is the space's initial design. TPE often proposes a point already costed (or one
+trial is the space's initial design (added as a finished trial when it was costed before
+the agent started, as the uniform-width start does). TPE often proposes a point already costed (or one
 already in the batch); such a trial is moved to a random unseen neighbour of the proposal
 (so nearly every trial is a new evaluation and the sampler's cost stays proportional to
 the budget), or answered from the cache when every neighbour has been seen. The loop
@@ -54,7 +55,13 @@ def search(ev, seed: int = 0) -> None:
     study = _study(seed)
     restarts = 0
     names = [f"k{j}" for j in range(len(space.knobs))]
-    study.enqueue_trial(dict(zip(names, space.initial)))
+    start = ev.cache.get(tuple(space.initial))
+    if start is None:
+        study.enqueue_trial(dict(zip(names, space.initial)))
+    else:  # costed before the agent (a uniform-width start): TPE learns from it instead of re-asking it
+        dists = {name: optuna.distributions.IntDistribution(0, n - 1) for name, n in zip(names, space.dims)}
+        study.add_trial(optuna.trial.create_trial(params=dict(zip(names, space.initial)), distributions=dists,
+                                                  value=start.score))
     max_trials = TRIALS_PER_EVAL * (ev.budget or space.size) + 100
     for _ in range(0, max_trials, BATCH):
         if ev.exhausted:
