@@ -116,15 +116,7 @@ class Run:
         key = ort_conv.session_key(threads)
         sess = self._sessions.get(key)
         if sess is None:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            # as sim/ort_conv.py: spin while the run lasts, stop when it returns
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
-            opts.add_session_config_entry("session.force_spinning_stop", "1")
-            sess = self._sessions[key] = ort.InferenceSession(
-                self._model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            sess = self._sessions[key] = ort_conv.open_session(self._model, threads)
         return sess
 
     def fits(self, n: int) -> bool:

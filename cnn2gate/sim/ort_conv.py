@@ -30,17 +30,21 @@ def _session(q: QLayer, node, inits: list, threads: int) -> ort.InferenceSession
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *layer.in_shape])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", *layer.out_shape])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return open_session(onnx.shape_inference.infer_shapes(model), threads)
+
+
+def open_session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
+    """A CPU session of `threads` intra-op threads for one layer or one run of layers."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # One pool per layer. Its workers spin while the run lasts (waking a sleeping one costs
+    # One pool per session. Its workers spin while the run lasts (waking a sleeping one costs
     # more than a small layer's share of the work) and stop when it returns: idle spinning
     # threads of twenty sessions would starve the working one.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
     opts.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(onnx.shape_inference.infer_shapes(model).SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def session_key(threads: int) -> tuple[int, int]:
